@@ -1,0 +1,42 @@
+# selfdistill: "Self-Distillation as Instance-Specific Label Smoothing" (Zhang & Sabuncu,
+# NeurIPS 2020), end to end. This file is an index: stages live in workflow/rules/.
+#   snakemake --cores 2 all            every figure, table and the claims check
+#   snakemake --cores 2 figures        re-render from results/metrics.csv, no retraining
+#   snakemake --cores 2 metrics        train + measure + collect only
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/render.smk"
+
+
+rule all:
+    input:
+        FIGURE_FILES,
+    default_target: True
+
+
+rule figures:
+    input:
+        FIGURE_FILES,
+
+
+rule metrics:
+    input:
+        COLLECTED,
+
+
+rule data:
+    input:
+        DATA_MANIFESTS,

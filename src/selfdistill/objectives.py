@@ -1,0 +1,140 @@
+"""Per-method training objectives with the state they carry (SPEC §3).
+
+An objective turns the student's logits on an augmented batch into a loss; SD holds the
+frozen teacher (eval mode, same augmented batch, SPEC §3.4) and BS the EMA ranking
+network and its seeded Beta(a, 1) sampler (SPEC §3.5). The loss formulas themselves live
+in :mod:`selfdistill.losses`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import losses
+
+__all__ = ["OBJECTIVES", "BetaSmoothing", "Objective", "SelfDistillation", "build_objective"]
+
+
+class Objective:
+    """Base: stateless loss of the student's logits. Subclasses add teachers or EMA nets."""
+
+    name = "base"
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def after_step(self, model: nn.Module) -> None:
+        """Called after every optimiser step."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class CrossEntropy(Objective):
+    name = "ce"
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return losses.cross_entropy(logits, y)
+
+
+class LabelSmoothing(Objective):
+    name = "ls"
+
+    def __init__(self, eps: float, spread: str = "others") -> None:
+        self.eps, self.spread = eps, spread
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return losses.label_smoothing(logits, y, self.eps, self.spread)
+
+
+class EntropyRegularization(Objective):
+    name = "er"
+
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        return losses.entropy_regularized(logits, y, self.beta)
+
+
+class SelfDistillation(Objective):
+    """SD against a frozen teacher that sees the student's augmented batch (SPEC §3.4)."""
+
+    name = "sd"
+
+    def __init__(self, teacher: nn.Module, alpha: float = 0.4, temperature: float = 4.0,
+                 student_temperature: bool = False, t_squared: bool = False) -> None:
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.alpha, self.temperature = alpha, temperature
+        self.student_temperature, self.t_squared = student_temperature, t_squared
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        with torch.inference_mode():
+            teacher_logits = self.teacher(x)  # [n, K], BN running statistics
+        return losses.self_distillation(logits, y, teacher_logits.clone(), self.alpha,
+                                        self.temperature, self.student_temperature,
+                                        self.t_squared)
+
+
+class BetaSmoothing(Objective):
+    """BS with an EMA ranking network and a seeded Beta(a, 1) sampler (SPEC §3.5).
+
+    Beta(a, 1) draws are U^(1/a) with U uniform on [0, 1) from ``generator`` (its CDF is
+    x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly.
+    """
+
+    name = "bs"
+
+    def __init__(self, ema_model: nn.Module, a: float, alpha: float, generator: torch.Generator,
+                 ema_cap: float = 0.999) -> None:
+        self.ema = ema_model.train()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.a, self.alpha, self.generator, self.ema_cap = a, alpha, generator, ema_cap
+        self.step = 0
+
+    def sample(self, n: int, device: torch.device) -> Tensor:
+        u = torch.rand(n, generator=self.generator, dtype=torch.float64)
+        return u.pow(1.0 / self.a).float().to(device)  # [n] ~ Beta(a, 1)
+
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        with torch.no_grad():
+            ranking_logits = self.ema(x)  # [n, K], train mode: batch statistics
+        b = self.sample(y.shape[0], logits.device)
+        return losses.beta_smoothing(logits, y, ranking_logits, b, self.alpha)
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """θ_ema ← d·θ_ema + (1−d)·θ with d = min(1 − 1/(s+1), 0.999); BN buffers untouched."""
+        self.step += 1
+        decay = min(1.0 - 1.0 / (self.step + 1), self.ema_cap)
+        ema_params = list(self.ema.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict(), "step": self.step,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state["ema"])
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+
+
+OBJECTIVES = {"ce": CrossEntropy, "ls": LabelSmoothing, "er": EntropyRegularization,
+              "sd": SelfDistillation, "bs": BetaSmoothing}
+
+
+def build_objective(method: str, **kwargs: Any) -> Objective:
+    if method not in OBJECTIVES:
+        raise KeyError(f"method: unknown method {method!r}; known: {sorted(OBJECTIVES)}")
+    return OBJECTIVES[method](**kwargs)

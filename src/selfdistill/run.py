@@ -1,0 +1,231 @@
+"""One trained network, end to end: data in, checkpoint + history + predictions out.
+
+This is the single code path behind the Snakemake training rules and the
+``python -m selfdistill train`` CLI. Outputs of a run directory:
+
+- ``model.pt``: best-validation weights plus what is needed to rebuild the network;
+- ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time);
+- ``preds.npz``: ``{split}_logits``, ``{split}_probs``, ``{split}_targets`` for the
+  un-augmented train, val and test splits (SPEC §4);
+- ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
+
+``resume.pt`` (not an output) holds the in-progress state and is deleted on success.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import SPLITS, load_manifest, load_split
+from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
+from .models import build_model
+from .objectives import BetaSmoothing, Objective, SelfDistillation, build_objective
+from .provenance import provenance
+from .train import TrainConfig, derive_seed, fingerprint, fit, predict_logits, select_device
+
+__all__ = ["OUTPUT_FILES", "MethodConfig", "RunSpec", "TeacherError", "load_teacher",
+           "spec_from_params", "train_bundle", "train_run"]
+
+log = logging.getLogger(__name__)
+OUTPUT_FILES = ("model.pt", "history.csv", "preds.npz", "run.json")
+METHODS = ("ce", "ls", "er", "sd", "bs")
+
+
+class TeacherError(RuntimeError):
+    """The SD teacher checkpoint is missing or does not match the student."""
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Method hyper-parameters (SPEC §3); ``param`` of a run overrides the swept one."""
+
+    sd_alpha: float = 0.4
+    sd_temperature: float = 4.0
+    sd_student_temperature: bool = False
+    sd_t_squared: bool = False
+    bs_alpha: float = 0.6
+    ls_spread: str = "others"
+    ema_cap: float = 0.999
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Identity and inputs of one trained network."""
+
+    dataset_dir: str
+    arch: str
+    method: str
+    param: float | None
+    seed: int
+    gen: int
+    out_dir: str
+    train: TrainConfig
+    methods: MethodConfig = MethodConfig()
+    teacher: str | None = None
+    device: str = "auto"
+    threads: int = 1
+    dataset: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)  # resolved config, provenance only
+
+    def describe(self) -> str:
+        p = "" if self.param is None else f" param={self.param}"
+        return (f"[{self.dataset or Path(self.dataset_dir).name}/{self.arch} method={self.method}"
+                f"{p} seed={self.seed} gen={self.gen}]")
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        needs_param = self.method in ("ls", "er", "bs")
+        if needs_param and self.param is None:
+            raise ValueError(f"{self.describe()}: method {self.method} needs a param "
+                             f"(ls: eps, er: beta, bs: a)")
+        if self.method == "sd" and (self.gen < 1 or not self.teacher):
+            raise ValueError(f"{self.describe()}: sd needs gen >= 1 and a teacher checkpoint "
+                             f"(generation 0 is the ce run, SPEC §3.4)")
+        if self.method != "sd" and self.gen != 0:
+            raise ValueError(f"{self.describe()}: gen must be 0 for method {self.method}")
+
+
+def load_teacher(path: str | Path, arch: str, num_classes: int, input_shape: tuple[int, ...],
+                 device: torch.device) -> torch.nn.Module:
+    """Rebuild the teacher from ``model.pt``, checking it matches the student (SPEC §3.4)."""
+    p = Path(path)
+    if not p.exists():
+        raise TeacherError(f"teacher checkpoint {p} is missing: train the previous generation "
+                           f"first (snakemake {p}).")
+    try:
+        ckpt = torch.load(p, map_location=device, weights_only=False)
+    except Exception as err:
+        raise TeacherError(f"teacher checkpoint {p} cannot be read ({err}); delete it and "
+                           f"re-run its training rule.") from err
+    got = (ckpt.get("arch"), ckpt.get("num_classes"), tuple(ckpt.get("input_shape", ())))
+    want = (arch, num_classes, tuple(input_shape))
+    if got != want:
+        raise TeacherError(f"teacher checkpoint {p} is incompatible: it holds arch/classes/input "
+                           f"{got}, the student needs {want}. SD teaches a network of the same "
+                           f"architecture on the same dataset; point --teacher at such a run.")
+    teacher = build_model(arch, num_classes, tuple(input_shape))
+    teacher.load_state_dict(ckpt["state_dict"])
+    return teacher.to(device).eval()
+
+
+def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device) -> Objective:
+    m, shape, k = spec.methods, tuple(meta["input_shape"]), int(meta["num_classes"])
+    if spec.method == "ls":
+        return build_objective("ls", eps=float(spec.param), spread=m.ls_spread)
+    if spec.method == "er":
+        return build_objective("er", beta=float(spec.param))
+    if spec.method == "sd":
+        teacher = load_teacher(spec.teacher, spec.arch, k, shape, device)
+        return SelfDistillation(teacher, m.sd_alpha, m.sd_temperature, m.sd_student_temperature,
+                                m.sd_t_squared)
+    if spec.method == "bs":
+        torch.manual_seed(derive_seed(spec.seed, spec.gen, "ema-init"))
+        ema = build_model(spec.arch, k, shape).to(device)  # its own random init (SPEC §3.5)
+        gen = torch.Generator().manual_seed(derive_seed(spec.seed, "beta"))
+        return BetaSmoothing(ema, a=float(spec.param), alpha=m.bs_alpha, generator=gen,
+                             ema_cap=m.ema_cap)
+    return build_objective("ce")
+
+
+def _pad_value(meta: Mapping[str, Any]) -> tuple[float, ...]:
+    """Normalised value of pixel 0 per channel (zero padding before normalisation, SPEC §2)."""
+    norm = meta.get("normalize")
+    if not norm:
+        return (0.0,)
+    return tuple(-mu / sd for mu, sd in zip(norm["mean"], norm["std"], strict=True))
+
+
+def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
+    payload = {"spec": {k: v for k, v in asdict(spec).items() if k not in ("config", "out_dir",
+                                                                          "threads")},
+               "data": manifest["sha256"],
+               "teacher": sha256_file(spec.teacher) if spec.teacher else None}
+    return fingerprint(payload)
+
+
+def outputs_complete(out_dir: str | Path) -> bool:
+    return all((Path(out_dir) / f).exists() for f in OUTPUT_FILES)
+
+
+def spec_from_params(params: Mapping[str, Any]) -> RunSpec:
+    """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`."""
+    p = dict(params)
+    train = dict(p.pop("train"))
+    train["milestones"] = tuple(train["milestones"])
+    return RunSpec(train=TrainConfig(**train), methods=MethodConfig(**p.pop("methods")), **p)
+
+
+def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
+    """Train several runs in one process, in the given (DAG) order.
+
+    Each run keeps its final resume file until the whole bundle is done, so that if the
+    bundle fails and Snakemake removes its outputs, a rerun rebuilds finished runs from
+    their saved final state (evaluation only) instead of training them again.
+    """
+    records = [train_run(spec, keep_resume=True) for spec in specs]
+    for spec in specs:
+        (Path(spec.out_dir) / "resume.pt").unlink(missing_ok=True)
+    return records
+
+
+def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
+    """Train one network per ``spec`` and write its outputs; returns the provenance record."""
+    t_start = time.perf_counter()
+    spec.validate()
+    out = ensure_writable_dir(spec.out_dir)
+    torch.set_num_threads(spec.threads)
+    device = select_device(spec.device)
+    manifest = load_manifest(spec.dataset_dir)
+    train, val, test = (load_split(spec.dataset_dir, s) for s in SPLITS)
+    shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
+    objective = _objective(spec, manifest, device)  # teacher errors surface before training
+    torch.manual_seed(derive_seed(spec.seed, spec.gen, "init"))
+    model = build_model(spec.arch, k, shape)
+    fp = run_fingerprint(spec, manifest)
+    result = fit(model, objective, train, val, spec.train, device, out / "resume.pt", fp,
+                 spec.describe(), _pad_value(manifest),
+                 on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(), row["epoch"],
+                                               {k: round(v, 4) for k, v in row.items()}))
+    t_eval = time.perf_counter()
+    arrays: dict[str, Any] = {}
+    for split in (train, val, test):
+        x = torch.as_tensor(split.x, device=device)
+        logits = predict_logits(result.model, x, spec.train.eval_batch_size,
+                                spec.train.channels_last)
+        arrays[f"{split.name}_logits"] = logits.numpy()
+        arrays[f"{split.name}_probs"] = torch.softmax(logits.double(), 1).float().numpy()
+        arrays[f"{split.name}_targets"] = split.y
+    write_npz(out / "preds.npz", **arrays)
+    fields = {"dataset": spec.dataset, "arch": spec.arch, "method": spec.method,
+              "param": "" if spec.param is None else f"{spec.param:g}", "seed": spec.seed,
+              "gen": spec.gen}
+    write_csv(out / "history.csv", [{**fields, **row} for row in result.history])
+    ckpt = {"state_dict": result.model.state_dict(), "arch": spec.arch, "num_classes": k,
+            "input_shape": list(shape), "best_epoch": result.best_epoch,
+            "best_val_accuracy": result.best_val_accuracy, "fingerprint": fp,
+            "method": spec.method, "param": spec.param, "seed": spec.seed, "gen": spec.gen}
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(ckpt, tmp)
+    record = provenance(
+        config=dict(spec.config), device=result.device,
+        inputs=[Path(spec.dataset_dir) / f for f in manifest["sha256"]] +
+        ([spec.teacher] if spec.teacher else []),
+        wall_time_s=time.perf_counter() - t_start,
+        run={k: v for k, v in asdict(spec).items() if k != "config"},
+        fingerprint=fp, best_epoch=result.best_epoch,
+        best_val_accuracy=result.best_val_accuracy,
+        train_step_seconds=result.train_step_seconds,
+        eval_seconds=time.perf_counter() - t_eval,
+        resumed_from_epoch=result.resumed_from_epoch, threads=spec.threads)
+    write_json(out / "run.json", record)
+    if not keep_resume:
+        (out / "resume.pt").unlink(missing_ok=True)
+    return record

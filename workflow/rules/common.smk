@@ -1,0 +1,120 @@
+# Validation, the grid, wildcard constraints and input functions (no rules here).
+from snakemake.utils import validate
+
+from selfdistill import grid as G
+
+validate(config, schema="../schemas/config.schema.yaml")
+G.validate_config(config)
+
+RUNS = G.grid(config)
+RUN_OF = {G.run_dir(r): r for r in RUNS}
+BUNDLE = config["execution"]["bundle"]
+DATASETS = sorted({r.dataset for r in RUNS})
+DATA_MANIFESTS = [f"{G.data_dir(d)}/manifest.json" for d in DATASETS]
+RUN_FILES = ["model.pt", "history.csv", "preds.npz", "run.json"]
+COLLECTED = ["results/metrics.csv", "results/reliability.csv", "results/history.csv"]
+FIGURE_FILES = (
+    expand("figures/{fig}.{ext}", fig=["e1_generations", "e2_entropy_accuracy",
+           "e4_reliability", "e5_beta_sensitivity"], ext=["png", "pdf", "json"])
+    + expand("figures/{tab}.{ext}", tab=["e2_matched_entropy", "e3_methods"],
+             ext=["csv", "md", "tex", "json"])
+    + expand("figures/claims.{ext}", ext=["md", "csv", "json"])
+)
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "none",
+    arch="[A-Za-z0-9_]+",
+    method="ce|ls|er|sd|bs",
+    param=r"none|[0-9][0-9.e+-]*",
+    seed=r"\d+",
+    gen=r"\d+",
+
+
+def run_of(wildcards):
+    """The grid entry a training/measure job's wildcards name (KeyError if not in config)."""
+    key = G.run_dir(G.Run(wildcards.dataset, wildcards.arch, wildcards.method,
+                          wildcards.param, int(wildcards.seed), int(wildcards.gen)))
+    if key not in RUN_OF:
+        raise ValueError(f"{key} is not part of the configured grid (experiments, seeds, "
+                         f"sweeps, generations in the config)")
+    return RUN_OF[key]
+
+
+def teacher_input(wildcards):
+    """SD generation g needs generation g-1's checkpoint of the same seed (SPEC §3.4)."""
+    teacher = G.teacher_of(run_of(wildcards))
+    return [f"{G.run_dir(teacher)}/model.pt"] if teacher else []
+
+
+def run_params(wildcards):
+    return G.run_params(config, run_of(wildcards))
+
+
+def bundle_outputs(exp):
+    """Output files of one (dataset, arch) bundle job, with a {seed} wildcard."""
+    runs = G.experiment_runs(exp, ["{seed}"])
+    return [f"{G.run_dir(r)}/{name}" for r in runs for name in RUN_FILES]
+
+
+def bundle_params(exp):
+    """Input function: the run descriptions of one bundle, in DAG order."""
+
+    def params(wildcards):
+        return [G.run_params(config, r) for r in G.experiment_runs(exp, [int(wildcards.seed)])]
+
+    return params
+
+
+def train_gpu(wildcards):
+    """GPUs per training job (experiment resources.gpu)."""
+    return G.find_experiment(config, wildcards.dataset, wildcards.arch)["resources"]["gpu"]
+
+
+def train_mem_mb(wildcards, attempt):
+    """Memory per training job; doubles on each retry (out-of-memory kills)."""
+    exp = G.find_experiment(config, wildcards.dataset, wildcards.arch)
+    return exp["resources"]["mem_mb"] * attempt
+
+
+def train_runtime(wildcards, attempt):
+    """Minutes per network (experiment resources.runtime), x attempt on retries."""
+    exp = G.find_experiment(config, wildcards.dataset, wildcards.arch)
+    return exp["resources"]["runtime"] * attempt
+
+
+def bundle_mem_mb(exp):
+    def mem_mb(wildcards, attempt):
+        return exp["resources"]["mem_mb"] * attempt
+
+    return mem_mb
+
+
+def bundle_runtime(exp):
+    """Minutes per bundle: per-network runtime x networks per seed x attempt."""
+    n = len(G.experiment_runs(exp, [0]))
+
+    def runtime(wildcards, attempt):
+        return exp["resources"]["runtime"] * n * attempt
+
+    return runtime
+
+
+def run_metric_files(wildcards=None):
+    return [f"{G.run_dir(r)}/metrics.csv" for r in RUNS]
+
+
+def run_reliability_files(wildcards=None):
+    return [f"{G.run_dir(r)}/reliability.csv" for r in RUNS]
+
+
+def run_history_files(wildcards=None):
+    return [f"{G.run_dir(r)}/history.csv" for r in RUNS]
+
+
+def dataset_params(wildcards):
+    return dict(config["datasets"][wildcards.dataset])
+
+
+def measure_params(wildcards=None):
+    return {"ece_bins": config["metrics"]["ece_bins"], "cd_bins": config["metrics"]["cd_bins"]}
