@@ -80,3 +80,40 @@ def build_augment(name: str, pad_value: Sequence[float] = (0.0,), padding: int =
 
 
 AUGMENTATIONS = ("none", "crop_flip", "shift1d")
+
+
+class InputPipeline:
+    """Raw stored inputs → network inputs, on the device (SPEC §2).
+
+    Stored arrays are either float (already normalised, e.g. MNIST-1D) or uint8 images
+    [n, C, H, W]. For uint8 the pipeline scales to [0, 1], augments in pixel space (so
+    crop padding is pixel 0, i.e. ``-mean/std`` after normalisation) and then normalises
+    with the manifest's per-channel mean/std. ``eval`` is the un-augmented view.
+    """
+
+    def __init__(self, augment: Augment, normalize: dict[str, list[float]] | None = None,
+                 eval_transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        self.augment = augment
+        self.mean = self.std = None
+        if normalize:
+            self.mean = torch.tensor(normalize["mean"]).view(1, -1, 1, 1)
+            self.std = torch.tensor(normalize["std"]).view(1, -1, 1, 1)
+        self.eval_transform = eval_transform
+
+    def _scale(self, x: Tensor) -> Tensor:
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+    def _normalize(self, x: Tensor) -> Tensor:
+        if self.mean is None:
+            return x
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - mean) / std
+
+    def eval(self, x: Tensor) -> Tensor:
+        x = self._scale(x)
+        if self.eval_transform is not None:
+            x = self.eval_transform(x)
+        return self._normalize(x)
+
+    def train(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        return self._normalize(self.augment(self._scale(x), gen))

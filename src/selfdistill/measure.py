@@ -60,5 +60,5 @@ def collect(inputs: Sequence[str | Path], output: str | Path) -> int:
     frames = [pd.read_csv(p, keep_default_na=False, dtype={"param": str}) for p in inputs]
     df = pd.concat(frames, ignore_index=True)
     with atomic_path(output) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.17g")
+        df.to_csv(tmp, index=False)
     return len(df)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .augment import InputPipeline, build_augment
 from .data import SPLITS, load_manifest, load_split
 from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
 from .models import build_model
@@ -135,12 +136,14 @@ def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device) -> 
     return build_objective("ce")
 
 
-def _pad_value(meta: Mapping[str, Any]) -> tuple[float, ...]:
-    """Normalised value of pixel 0 per channel (zero padding before normalisation, SPEC §2)."""
-    norm = meta.get("normalize")
-    if not norm:
-        return (0.0,)
-    return tuple(-mu / sd for mu, sd in zip(norm["mean"], norm["std"], strict=True))
+def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
+    """Stored inputs → network inputs: scaling, SPEC §2 augmentation, normalisation.
+
+    Augmentation runs in pixel space before normalisation, so crop padding is pixel 0
+    (SPEC §2: zero padding before normalisation).
+    """
+    return InputPipeline(build_augment(cfg.augment, (0.0,), cfg.augment_padding),
+                         meta.get("normalize"))
 
 
 def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
@@ -190,8 +193,9 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
     torch.manual_seed(derive_seed(spec.seed, spec.gen, "init"))
     model = build_model(spec.arch, k, shape)
     fp = run_fingerprint(spec, manifest)
+    pipeline = build_pipeline(manifest, spec.train)
     result = fit(model, objective, train, val, spec.train, device, out / "resume.pt", fp,
-                 spec.describe(), _pad_value(manifest),
+                 spec.describe(), pipeline,
                  on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(), row["epoch"],
                                                {k: round(v, 4) for k, v in row.items()}))
     t_eval = time.perf_counter()
@@ -199,7 +203,7 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
     for split in (train, val, test):
         x = torch.as_tensor(split.x, device=device)
         logits = predict_logits(result.model, x, spec.train.eval_batch_size,
-                                spec.train.channels_last)
+                                spec.train.channels_last, pipeline.eval)
         arrays[f"{split.name}_logits"] = logits.numpy()
         arrays[f"{split.name}_probs"] = torch.softmax(logits.double(), 1).float().numpy()
         arrays[f"{split.name}_targets"] = split.y

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .augment import build_augment
+from .augment import InputPipeline, build_augment
 from .data import Split
 from .io import atomic_path
 from .objectives import Objective
@@ -153,12 +153,14 @@ def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1024,
-                   channels_last: bool = False) -> Tensor:
+                   channels_last: bool = False,
+                   view: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Logits [n, K] (float32, on CPU) of ``model`` in eval mode on un-augmented inputs."""
     model.eval()
     outs = []
     for lo in range(0, x.shape[0], batch_size):
         xb = x[lo:lo + batch_size]
+        xb = view(xb) if view is not None else xb
         if channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         outs.append(model(xb).float().cpu())
@@ -214,7 +216,7 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, resume_path: str | Path | None = None, fingerprint_id: str = "",
-        describe: str = "", pad_value: tuple[float, ...] = (0.0,),
+        describe: str = "", pipeline: InputPipeline | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
 
@@ -234,7 +236,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                                                  gamma=cfg.gamma)
     gens = {"order": torch.Generator().manual_seed(derive_seed(cfg.seed, "order")),
             "augment": torch.Generator().manual_seed(derive_seed(cfg.seed, "augment"))}
-    augment = build_augment(cfg.augment, pad_value, cfg.augment_padding)
+    if pipeline is None:
+        pipeline = InputPipeline(build_augment(cfg.augment, (0.0,), cfg.augment_padding))
     step_fn = torch.compile(model) if cfg.compile else model
     state, resumed_from = _try_resume(resume_path, fingerprint_id, model, opt, sched,
                                       objective, gens, device, describe)
@@ -262,7 +265,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                     save_resume()
                     raise TrainInterrupted(f"{describe}: SIGTERM received; resume checkpoint "
                                            f"written at epoch {state.epoch} step {step}")
-                xb = augment(xb, gens["augment"])
+                xb = pipeline.train(xb, gens["augment"])
                 if cfg.channels_last and xb.dim() == 4:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16,
@@ -289,7 +292,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
             _flush_sums(state, loss_sum, correct, n_seen, 0)
             train_seconds = time.perf_counter() - t0
             state.train_step_seconds += train_seconds
-            val_logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last)
+            val_logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last,
+                                        pipeline.eval)
             val_acc = float((val_logits.argmax(1).numpy() == val.y).mean())
             sched.step()
             state.epoch += 1
