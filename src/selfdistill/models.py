@@ -42,7 +42,7 @@ def _conv1d_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
     ]
 
 
-def cnn1d(num_classes: int, input_shape: tuple[int, ...], width: int = 32) -> nn.Module:
+def cnn1d(num_classes: int, input_shape: tuple[int, ...], width: int = 16) -> nn.Module:
     """Three-layer 1D CNN with BatchNorm for MNIST-1D, input ``[n, C, L]`` (ours).
 
     Convs of kernel 5, padding 2, strides 1/2/2, so L=40 gives a ``[n, 32, 10]``

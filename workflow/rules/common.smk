@@ -1,5 +1,15 @@
 # Validation, the grid, wildcard constraints and input functions (no rules here).
+import os
+import sys
+
 from snakemake.utils import validate
+
+# A fresh clone runs without installing the package: jobs import it from src/.
+_SRC = Path(workflow.basedir) / "src"
+if _SRC.is_dir():
+    sys.path.insert(0, str(_SRC))
+    _ENV = os.environ
+    _ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), _ENV.get("PYTHONPATH")]))
 
 from selfdistill import grid as G
 

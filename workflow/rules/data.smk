@@ -14,5 +14,7 @@ rule prepare_dataset:
     benchmark:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
     script:
         "../scripts/prepare_dataset.py"

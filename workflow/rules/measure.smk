@@ -12,6 +12,8 @@ rule measure:
     log:
         "logs/measure/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.log",
     localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
     script:
         "../scripts/measure.py"
 
@@ -28,5 +30,7 @@ rule collect:
     log:
         "logs/collect/collect.log",
     localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
     script:
         "../scripts/collect.py"

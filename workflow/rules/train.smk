@@ -24,6 +24,8 @@ if BUNDLE == "none":
             "logs/train/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.log",
         benchmark:
             "benchmarks/train/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.tsv"
+        conda:
+            "../../envs/selfdistill.yaml"
         script:
             "../scripts/train.py"
 
@@ -48,5 +50,7 @@ else:
                 f"logs/train_bundle/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
             benchmark:
                 f"benchmarks/train_bundle/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.tsv"
+            conda:
+                "../../envs/selfdistill.yaml"
             script:
                 "../scripts/train_bundle.py"

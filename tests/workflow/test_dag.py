@@ -1,0 +1,107 @@
+"""Workflow shape: lint, dry-run job counts equal the grid, schema errors name the key."""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from selfdistill import grid as G
+
+from ..conftest import REPO, snakemake
+
+
+def job_counts(stdout: str) -> Counter:
+    """Parse the 'Job stats' table of a dry run."""
+    table = stdout.split("Job stats:")[1]
+    counts = Counter()
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        if m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def load_config(*files: Path) -> dict:
+    cfg: dict = {}
+    for f in files:
+        _merge(cfg, yaml.safe_load(f.read_text()))
+    return cfg
+
+
+def _merge(base: dict, new: dict) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def expected_counts(cfg: dict) -> Counter:
+    runs = G.grid(cfg)
+    want = Counter(measure=len(runs), collect=1, prepare_dataset=len({r.dataset for r in runs}))
+    if cfg["execution"]["bundle"] == "seed":
+        for exp in G.experiments(cfg):
+            want[f"train_bundle_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
+    else:
+        want["train"] = len(runs)
+    return want
+
+
+def test_lint(workflow_dir):
+    proc = snakemake(workflow_dir, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("bundle", ["seed", "none"])
+def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
+    cfg = load_config(REPO / "config" / "config.yaml")
+    cfg["execution"]["bundle"] = bundle
+    proc = snakemake(workflow_dir, "-n", "metrics", "--config", f"execution={{'bundle': '{bundle}'}}")
+    got = job_counts(proc.stdout)
+    want = expected_counts(cfg)
+    want["metrics"] = 1
+    assert got == want
+    # the default grid: 5 seeds x (ce + 4 sd + 3 ls + 3 er + 3 bs) for cnn1d, 5 x 8 for mlp
+    assert len(G.grid(cfg)) == 5 * 14 + 5 * 8
+
+
+def test_sd_generation_depends_on_previous(workflow_dir):
+    proc = snakemake(workflow_dir, "-n", "--config", "execution={'bundle': 'none'}", "-p",
+                     "results/mnist1d/cnn1d/sd/none/seed3/gen2/preds.npz")
+    out = proc.stdout
+    # gen2 needs gen1, which needs the ce run of the same seed; nothing of other seeds
+    assert "results/mnist1d/cnn1d/sd/none/seed3/gen1/model.pt" in out
+    assert "results/mnist1d/cnn1d/ce/none/seed3/gen0/model.pt" in out
+    assert "seed0" not in out and "/ls/" not in out
+    assert job_counts(out)["train"] == 3
+
+
+def test_all_target_lists_every_figure(workflow_dir):
+    proc = snakemake(workflow_dir, "-n", "all", "--config", "execution={'bundle': 'none'}")
+    counts = job_counts(proc.stdout)
+    for rule in ("render_e1", "render_e2", "render_e3", "render_e4", "render_e5",
+                 "render_claims"):
+        assert counts[rule] == 1, rule
+
+
+def test_schema_error_names_key(workflow_dir):
+    bad = workflow_dir / "bad.yaml"
+    bad.write_text("execution:\n  bundle: sometimes\n")
+    proc = snakemake(workflow_dir, "-n", "--configfile", "config/config.yaml", str(bad),
+                     check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "bundle" in err and "sometimes" in err
+
+
+def test_compare_point_missing_from_sweep_is_named(workflow_dir):
+    bad = workflow_dir / "bad.yaml"
+    bad.write_text("compare:\n  ls_eps: 0.33\n  er_beta: 0.3\n  bs_a: 3\n  sd_gen: 1\n")
+    proc = snakemake(workflow_dir, "-n", "--configfile", "config/config.yaml", str(bad),
+                     check=False)
+    assert proc.returncode != 0
+    assert "compare.ls_eps=0.33" in proc.stdout + proc.stderr
