@@ -28,6 +28,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 from .tables import (METHOD_NAMES, PARAM_SYMBOLS, compare_runs, method_label,  # noqa: E402
@@ -173,13 +175,20 @@ def _e2_panel(ax: Axes, runs: pd.DataFrame, lo: float, hi: float) -> None:
     ax.set(xlabel="test average predictive entropy (nats)", ylabel="test accuracy (%)")
 
 
-def _size_legend(fig: Figure, lo: float, hi: float, handles: list, labels: list) -> None:
-    for v in np.linspace(lo, hi, 3):
-        handles.append(Line2D([], [], ls="", marker="o", color="0.6",
-                              markersize=float(np.sqrt(_sizes([v], lo, hi)[0]))))
-        labels.append(f"diversity {v:.2f} nats")
-    fig.legend(handles, labels, loc="outside right center", frameon=False,
-               title="method / marker size")
+def _e2_legends(fig: Figure, methods: Sequence[str], lo: float, hi: float) -> None:
+    """Two legends right of the panels: method (colour/marker) and diversity (size)."""
+    names = {"ce": "CE (= SD generation 0)", "sd": "SD (g = generation)",
+             "ls": "LS (ε)", "er": "ER (β)"}
+    handles = [Line2D([], [], ls="", marker=METHOD_MARKERS[m], color=METHOD_COLORS[m],
+                      markersize=7, label=names[m]) for m in methods]
+    sizes = [Line2D([], [], ls="", marker="o", color="0.6", label=f"{v:.2f}",
+                    markersize=float(np.sqrt(_sizes([v], lo, hi)[0])))
+             for v in np.linspace(lo, hi, 3)]
+    first = fig.legend(handles=handles, loc="outside right upper", frameon=False,
+                       title="method")
+    fig.legend(handles=sizes, loc="outside right lower", frameon=False,
+               title="test diversity\n(cd_entropy_max, nats)")
+    fig.add_artist(first)
 
 
 def figure_e2(metrics: pd.DataFrame) -> Figure:
@@ -196,14 +205,9 @@ def figure_e2(metrics: pd.DataFrame) -> Figure:
             ax.set_title(f"{dataset} / {arch}", fontsize="medium")
         if not ps:
             _no_data(axes[0, 0], "no runs")
-        handles, labels = [], []
-        for ax in axes[0]:
-            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
-        _size_legend(fig, lo, hi, handles, labels)
-        fig.suptitle("E2: accuracy vs uncertainty, one marker per run (SD g0 = CE)")
+        present = set(runs["method"]) if len(runs) else set()
+        _e2_legends(fig, [m for m in E2_METHODS if m in present], lo, hi)
+        fig.suptitle("E2: test accuracy vs uncertainty, one marker per run")
     return fig
 
 
@@ -233,12 +237,23 @@ def _reliability_panel(ax: Axes, cax: Axes, bins: pd.DataFrame, method: str) -> 
     ece = float((b["count"] * (b["accuracy"] - b["confidence"]).abs()).sum() / max(total, 1))
     ax.text(0.04, 0.94, f"ECE {100 * ece:.2f} %\nn = {total}", transform=ax.transAxes,
             va="top", fontsize=8, bbox={"fc": "white", "ec": "0.8", "alpha": 0.9})
-    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", yticks=[0, 0.25, 0.5, 0.75, 1])
     ax.tick_params(labelbottom=False)
     cax.bar(bins["lower"], bins["count"], width=width, align="edge", color="0.55")
-    cax.set(xlim=(0, 1), xlabel="confidence (max probability)", ylabel="count")
+    cax.set(xlim=(0, 1), xlabel="confidence (max prob.)", ylabel="count", xticks=[0, 0.5, 1])
     if total > 0:
         cax.set_yscale("log")
+        cax.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
+        cax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        cax.yaxis.set_minor_formatter(NullFormatter())
+
+
+_E4_LEGEND = [
+    Patch(facecolor="0.45", label="accuracy per bin (bar colour = method)"),
+    Patch(facecolor="none", edgecolor="#C0392B", hatch="///", label="gap to mean confidence"),
+    Line2D([], [], ls="--", color="0.3", label="perfect calibration"),
+    Patch(facecolor="0.55", label="test examples per bin (log scale)"),
+]
 
 
 def figure_e4(rel: pd.DataFrame, compare: Mapping[str, Any]) -> Figure:
@@ -262,13 +277,14 @@ def figure_e4(rel: pd.DataFrame, compare: Mapping[str, Any]) -> Figure:
                     _no_data(ax, "no runs")
                     continue
                 _reliability_panel(ax, cax, pool_bins(r), method)
+                if j > 0:
+                    ax.set_ylabel("")
+                    cax.set_ylabel("")
                 first = r.iloc[0]
                 ax.set_title(f"{dataset} / {arch}\n"
                              f"{method_label(method, first['param'], first['gen'])}, "
                              f"{r['seed'].nunique()} seeds", fontsize="small")
-        if ps:
-            handles, labels = fig.axes[0].get_legend_handles_labels()
-            fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+        fig.legend(handles=_E4_LEGEND, loc="outside lower center", ncols=4, frameon=False)
         fig.suptitle("E4: reliability diagrams, test split, bins pooled over seeds")
     return fig
 

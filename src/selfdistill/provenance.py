@@ -20,8 +20,14 @@ _PACKAGES = ("torch", "torchvision", "snakemake", "numpy", "pandas", "matplotlib
 
 
 def package_versions() -> dict[str, str | None]:
+    """Versions as the running process sees them: an imported module's ``__version__``
+    (e.g. torch's '2.14.1+cu130'), else the installed distribution's metadata."""
     out: dict[str, str | None] = {}
     for name in _PACKAGES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__version__", None):
+            out[name] = str(module.__version__)
+            continue
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -216,8 +216,8 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
             "input_shape": list(shape), "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy, "fingerprint": fp,
             "method": spec.method, "param": spec.param, "seed": spec.seed, "gen": spec.gen}
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save(ckpt, tmp)
+    with atomic_path(out / "model.pt") as tmp, open(tmp, "wb") as fh:
+        torch.save(ckpt, fh)  # a file object: the zip records carry no temp-file name
     record = provenance(
         config=dict(spec.config), device=result.device,
         inputs=[Path(spec.dataset_dir) / f for f in manifest["sha256"]] +

@@ -1,0 +1,190 @@
+"""Training loop: SPEC §2 recipe details, SD teacher and BS EMA behaviour, determinism,
+checkpoints, named errors."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from selfdistill.data import load_split, prepare_dataset
+from selfdistill.io import sha256_file
+from selfdistill.models import build_model
+from selfdistill.objectives import BetaSmoothing, SelfDistillation
+from selfdistill.run import MethodConfig, RunSpec, TeacherError, train_run
+from selfdistill.train import NonFiniteLossError, TrainConfig, fit, select_device
+
+MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
+           "generator_seed": 42, "val_size": 80, "split_seed": 0}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "mnist1d"
+    prepare_dataset("mnist1d", MNIST1D, out)
+    return out
+
+
+def spec(data_dir, out, method="ce", param=None, seed=0, gen=0, teacher=None, epochs=3,
+         arch="cnn1d", **train_kw):
+    cfg = TrainConfig(epochs=epochs, milestones=(2,) if epochs >= 2 else (), seed=seed, **train_kw)
+    return RunSpec(dataset_dir=str(data_dir), arch=arch, method=method, param=param, seed=seed,
+                   gen=gen, out_dir=str(out), train=cfg, methods=MethodConfig(),
+                   teacher=str(teacher) if teacher else None, dataset="mnist1d")
+
+
+def test_prepared_dataset_manifest(data_dir):
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert manifest["sizes"] == {"train": 400, "val": 80, "test": 120}
+    assert sum(manifest["class_counts"]["val"]) == 80
+    for name, digest in manifest["sha256"].items():
+        assert sha256_file(data_dir / name) == digest
+    # deterministic: a second preparation gives identical files
+    again = prepare_dataset("mnist1d", MNIST1D, data_dir.parent / "again")
+    assert again["sha256"] == manifest["sha256"]
+
+
+def test_mnist1d_generation_leaves_global_rng_alone(tmp_path):
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    prepare_dataset("mnist1d", MNIST1D, tmp_path / "d")
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+def test_corrupted_dataset_file_is_named(data_dir, tmp_path):
+    bad = tmp_path / "bad"
+    prepare_dataset("mnist1d", MNIST1D, bad)
+    with open(bad / "val.npz", "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(RuntimeError, match=r"val\.npz is corrupted: sha256 .* expects"):
+        load_split(bad, "val")
+
+
+def test_run_outputs_history_and_best_checkpoint(data_dir, tmp_path):
+    record = train_run(spec(data_dir, tmp_path / "ce", epochs=3))
+    out = tmp_path / "ce"
+    for name in ("model.pt", "history.csv", "preds.npz", "run.json"):
+        assert (out / name).exists()
+    assert not (out / "resume.pt").exists()
+    hist = np.genfromtxt(out / "history.csv", delimiter=",", names=True, dtype=None,
+                         encoding=None)
+    assert list(hist["epoch"]) == [1, 2, 3]
+    assert list(hist["lr"]) == pytest.approx([0.1, 0.1, 0.01])  # stepped at END of epoch 2
+    best = max(range(3), key=lambda i: (hist["val_accuracy"][i], i))  # ties: later epoch
+    assert record["best_epoch"] == best + 1
+    ckpt = torch.load(out / "model.pt", weights_only=False)
+    assert ckpt["arch"] == "cnn1d" and ckpt["best_epoch"] == best + 1
+    preds = np.load(out / "preds.npz")
+    val_acc = (preds["val_logits"].argmax(1) == preds["val_targets"]).mean()
+    assert val_acc == pytest.approx(hist["val_accuracy"][best])
+    assert np.allclose(preds["test_probs"].sum(1), 1, atol=1e-5)
+    prov = json.loads((out / "run.json").read_text())
+    assert prov["device"] == "cpu" and prov["versions"]["torch"] == torch.__version__
+
+
+def test_same_seed_identical_different_seed_differs(data_dir, tmp_path):
+    train_run(spec(data_dir, tmp_path / "a", epochs=2))
+    train_run(spec(data_dir, tmp_path / "b", epochs=2))
+    train_run(spec(data_dir, tmp_path / "c", epochs=2, seed=1))
+    for name in ("model.pt", "preds.npz"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
+
+
+class Spy(nn.Module):
+    """Records the inputs and mode of every forward call of the wrapped network."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, x):
+        self.calls.append((x.detach().clone(), self.training, torch.is_grad_enabled()))
+        return self.inner(x)
+
+
+def test_sd_teacher_eval_mode_same_augmented_batch(data_dir):
+    torch.manual_seed(0)
+    teacher = Spy(build_model("cnn1d", 10, (1, 40)))
+    student = Spy(build_model("cnn1d", 10, (1, 40)))
+    objective = SelfDistillation(teacher)
+    cfg = TrainConfig(epochs=1, milestones=(), seed=0, augment="shift1d", augment_padding=3)
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    fit(student, objective, train, val, cfg, torch.device("cpu"))
+    train_calls = [c for c in student.calls if c[1]]
+    assert len(teacher.calls) == len(train_calls) == 4  # 400 examples / 128, last kept
+    for (tx, t_training, t_grad), (sx, _, _) in zip(teacher.calls, train_calls, strict=True):
+        assert not t_training and not t_grad
+        assert torch.equal(tx, sx)  # the same augmented batch
+    raw = torch.as_tensor(train.x)
+    assert not any(torch.equal(sx, raw[: sx.shape[0]]) for sx, _, _ in train_calls)
+
+
+def test_bs_ema_update_rule_and_train_mode(data_dir):
+    torch.manual_seed(0)
+    model = build_model("cnn1d", 10, (1, 40))
+    ema = Spy(build_model("cnn1d", 10, (1, 40)))
+    ema0 = [p.detach().clone() for p in ema.parameters()]
+    bs = BetaSmoothing(ema, a=3.0, alpha=0.6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    bs.after_step(model)  # s = 1: d = 0.5
+    for e, e0, p in zip(ema.parameters(), ema0, model.parameters(), strict=True):
+        assert torch.allclose(e, 0.5 * e0 + 0.5 * p)
+    for _ in range(2000):
+        bs.step += 1
+    before = [p.detach().clone() for p in ema.parameters()]
+    bs.step -= 1
+    bs.after_step(model)  # s = 2001: d capped at 0.999
+    for e, b, p in zip(ema.parameters(), before, model.parameters(), strict=True):
+        assert torch.allclose(e, 0.999 * b + 0.001 * p, atol=1e-7)
+    x = torch.randn(8, 1, 40)
+    bs.loss(model(x), x, torch.zeros(8, dtype=torch.long))
+    _, training, grad = ema.calls[-1]
+    assert training and not grad  # batch statistics, no gradients (SPEC §3.5)
+
+
+def test_beta_sampler_distribution():
+    bs = BetaSmoothing(nn.Linear(1, 1), a=3.0, alpha=0.6,
+                       generator=torch.Generator().manual_seed(1))
+    from scipy import stats
+
+    draws = bs.sample(20000, torch.device("cpu")).numpy()
+    assert stats.kstest(draws, stats.beta(3.0, 1.0).cdf).pvalue > 1e-3
+
+
+def test_teacher_mismatch_is_named(data_dir, tmp_path):
+    train_run(spec(data_dir, tmp_path / "mlp", arch="mlp", epochs=1))
+    with pytest.raises(TeacherError, match="incompatible.*'mlp'.*'cnn1d'"):
+        train_run(spec(data_dir, tmp_path / "sd", method="sd", gen=1,
+                       teacher=tmp_path / "mlp" / "model.pt", epochs=1))
+    with pytest.raises(TeacherError, match="missing"):
+        train_run(spec(data_dir, tmp_path / "sd", method="sd", gen=1,
+                       teacher=tmp_path / "nope" / "model.pt", epochs=1))
+
+
+def test_nonfinite_loss_names_run_epoch_step(data_dir, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"method=ls param=0.1 seed=0 gen=0.*epoch 1, "
+                                                 r"step \d+"):
+        train_run(replace(spec(data_dir, tmp_path / "nan", method="ls", param=0.1, epochs=1),
+                          train=TrainConfig(epochs=1, milestones=(), seed=0, lr=1e30)))
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_cuda_requested_but_absent_is_named():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the absent-CUDA error cannot be triggered")
+    with pytest.raises(RuntimeError, match="CUDA is not available.*execution.device"):
+        select_device("cuda")
+
+
+def test_unwritable_output_dir_is_named(data_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")  # works as root too, unlike chmod
+    with pytest.raises(PermissionError, match="cannot create output directory"):
+        train_run(spec(data_dir, blocker / "run", epochs=1))
