@@ -33,8 +33,17 @@ import pandas as pd
 from scipy import stats
 
 from .io import write_csv, write_text
-from .tables import (compare_runs, markdown_table, matched_entropy, one_pair, pairs, param_is,
-                     read_metrics, sd_chain, write_sidecar)
+from .tables import (
+    compare_runs,
+    markdown_table,
+    matched_entropy,
+    one_pair,
+    pairs,
+    param_is,
+    read_metrics,
+    sd_chain,
+    write_sidecar,
+)
 
 __all__ = ["CLAIM_COLUMNS", "CLAIM_TEXT", "VERDICTS", "BootstrapConfig", "claims_table",
            "paired_test", "render_claims", "spearman_test"]

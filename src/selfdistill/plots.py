@@ -32,9 +32,20 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
-from .tables import (METHOD_NAMES, PARAM_SYMBOLS, compare_runs, method_label,  # noqa: E402
-                     one_pair, pairs, read_metrics, read_reliability, sd_chain, seed_stats,
-                     write_matched_entropy, write_sidecar)
+from .tables import (  # noqa: E402
+    METHOD_NAMES,
+    PARAM_SYMBOLS,
+    compare_runs,
+    method_label,
+    one_pair,
+    pairs,
+    read_metrics,
+    read_reliability,
+    sd_chain,
+    seed_stats,
+    write_matched_entropy,
+    write_sidecar,
+)
 
 __all__ = ["E1_PANELS", "METHOD_COLORS", "METHOD_MARKERS", "data_lines", "figure_e1", "figure_e2",
            "figure_e4", "figure_e5", "render_e1", "render_e2", "render_e4", "render_e5",
