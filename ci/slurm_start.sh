@@ -6,6 +6,7 @@
 #   --gpu  declare one fake GPU (gres gpu:fake:1, File=/dev/null) so --gpus/--gres requests are
 #          scheduled; jobs then see CUDA_VISIBLE_DEVICES=0 but no device (the workflow's
 #          execution.device: auto falls back to CPU)
+# Every parent directory of $S must be world-executable (munged checks its socket path).
 # Needs (Debian 12, Slurm 22.05): apt-get install -y slurm-wlm munge
 #   [+ slurmdbd mariadb-server for --dbd]
 # The node is described with this machine's real CPUs/memory (`slurmd -C`), so the script
@@ -40,7 +41,9 @@ NODE=$(slurmd -C | sed -n 1p)
 HW=$(echo "$NODE" | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')
 MEM=$(echo "$NODE" | tr ' ' '\n' | sed -n 's/^RealMemory=//p')
 MEM=$(( MEM * 9 / 10 ))
-if [ $GPU = 1 ]; then GRES_TYPES="GresTypes=gpu"; NODE_GRES="Gres=gpu:fake:1"; else GRES_TYPES=""; NODE_GRES=""; fi
+# AccountingStorageTRES makes the GPU count show in `scontrol show job`'s TRES (allocated)
+if [ $GPU = 1 ]; then GRES_TYPES="GresTypes=gpu
+AccountingStorageTRES=gres/gpu"; NODE_GRES="Gres=gpu:fake:1"; else GRES_TYPES=""; NODE_GRES=""; fi
 if [ $DBD = 1 ]; then
   ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost

@@ -15,7 +15,7 @@ def copy_workflow(dest: Path) -> Path:
     """Copy what a user's clone holds (Snakefile, workflow/, config/, profiles/) into dest."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    for name in ("workflow", "config", "profiles"):
+    for name in ("workflow", "config", "profiles", "envs"):
         if (REPO / name).exists():
             shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(TINY, dest / "tiny.yaml")

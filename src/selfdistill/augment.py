@@ -10,12 +10,15 @@ as in torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUGMENTATIONS", "Augment", "build_augment", "crop_flip_2d", "shift_1d"]
+__all__ = ["AUGMENTATIONS", "Augment", "InputPipeline", "build_augment", "build_eval_transform",
+           "build_input_pipeline", "crop_flip_2d", "resize", "resized_crop", "resized_crop_flip",
+           "sample_resized_crop_boxes", "shift_1d"]
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -68,18 +71,157 @@ def shift_1d(max_shift: int, pad_value: float = 0.0) -> Augment:
     return apply
 
 
-def build_augment(name: str, pad_value: Sequence[float] = (0.0,), padding: int = 4) -> Augment:
-    """Augmenter by config name: ``none``, ``crop_flip`` (SPEC §2 CIFAR), ``shift1d``."""
+def build_augment(name: str, pad_value: Sequence[float] = (0.0,), padding: int = 4,
+                  size: int | None = None) -> Augment:
+    """Augmenter by config name: ``none``, ``crop_flip`` (SPEC §2 CIFAR), ``shift1d``,
+    ``resized_crop_flip`` (SPEC §2 Tiny ImageNet; ``size`` is the network input size)."""
     if name == "none":
         return _identity
     if name == "crop_flip":
         return crop_flip_2d(padding, pad_value, flip=True)
     if name == "shift1d":
         return shift_1d(padding, float(pad_value[0]))
+    if name == "resized_crop_flip":
+        if size is None:
+            raise ValueError("augment resized_crop_flip needs the network input size (the "
+                             "prepared manifest's input_size, e.g. 32 for Tiny ImageNet)")
+        return resized_crop_flip(size)
     raise KeyError(f"augment: unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
 
 
-AUGMENTATIONS = ("none", "crop_flip", "shift1d")
+AUGMENTATIONS = ("none", "crop_flip", "shift1d", "resized_crop_flip")
+
+
+# ------------------------------------------------------------ resized crop (Tiny ImageNet)
+
+
+def _aa_weights(length: Tensor, start: Tensor, full: int, out: int) -> Tensor:
+    """Resampling matrices [n, out, full] of PyTorch's antialiased bilinear resize
+    (``interpolate(..., antialias=True)``, the kernel torchvision's ``Resize`` uses) of
+    the window ``[start, start + length)`` of an axis of ``full`` pixels to ``out``.
+
+    Same formula as ATen's ``_compute_weights_aa``: triangle filter widened by the
+    scale when shrinking, window ``[trunc(c - support + .5), trunc(c + support + .5))``.
+    """
+    scale = (length.double() / out).view(-1, 1, 1)  # [n, 1, 1]
+    shrink = scale >= 1.0
+    support = torch.where(shrink, scale, torch.ones_like(scale))
+    invscale = torch.where(shrink, 1.0 / scale, torch.ones_like(scale))
+    center = scale * (torch.arange(out, dtype=torch.float64).view(1, out, 1) + 0.5)  # [n,out,1]
+    lo = torch.trunc(center - support + 0.5).clamp(min=0)
+    hi = torch.minimum(torch.trunc(center + support + 0.5), length.double().view(-1, 1, 1))
+    pos = torch.arange(full, dtype=torch.float64).view(1, 1, full) - start.double().view(-1, 1, 1)
+    w = (1.0 - ((pos - center + 0.5) * invscale).abs()).clamp(min=0)  # [n, out, full]
+    w = w * ((pos >= lo) & (pos < hi))
+    return (w / w.sum(-1, keepdim=True)).float()
+
+
+def sample_resized_crop_boxes(n: int, height: int, width: int, gen: torch.Generator,
+                              scale: tuple[float, float] = (0.08, 1.0),
+                              ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
+    """Boxes [n, 4] (top, left, h, w), int64, drawn as torchvision's
+    ``RandomResizedCrop.get_params`` draws one: up to 10 tries of area fraction
+    ~ U(scale) and log aspect ratio ~ U(log ratio), the first box that fits wins, with
+    a uniform position; if none fits, the central crop of the clamped aspect ratio."""
+    area, log_r = height * width, torch.log(torch.tensor(ratio, dtype=torch.float64))
+    target = area * (scale[0] + (scale[1] - scale[0]) *
+                     torch.rand(n, 10, generator=gen, dtype=torch.float64))
+    aspect = torch.exp(log_r[0] + (log_r[1] - log_r[0]) *
+                       torch.rand(n, 10, generator=gen, dtype=torch.float64))
+    w = torch.round(torch.sqrt(target * aspect)).long()  # [n, 10]; round half to even
+    h = torch.round(torch.sqrt(target / aspect)).long()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.int().argmax(1, keepdim=True)  # first fitting try
+    h, w, found = h.gather(1, first)[:, 0], w.gather(1, first)[:, 0], fits.any(1)
+    u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
+    top = (u[:, 0] * (height - h + 1)).floor().long()
+    left = (u[:, 1] * (width - w + 1)).floor().long()
+    fh, fw = _fallback_box(height, width, ratio)
+    h, w = torch.where(found, h, fh), torch.where(found, w, fw)
+    top = torch.where(found, top, torch.full_like(top, (height - fh) // 2))
+    left = torch.where(found, left, torch.full_like(left, (width - fw) // 2))
+    return torch.stack([top, left, h, w], 1)
+
+
+def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int]:
+    """torchvision's fallback: whole image, clamped to the aspect-ratio range."""
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        return int(round(width / min(ratio))), width
+    if in_ratio > max(ratio):
+        return height, int(round(height * max(ratio)))
+    return height, width
+
+
+def resized_crop(x: Tensor, boxes: Tensor, size: int, flips: Tensor | None = None) -> Tensor:
+    """Crop each image of ``x`` [n, C, H, W] to its box [n, 4] (top, left, h, w) and resize
+    it to ``size`` x ``size`` (antialiased bilinear, as torchvision's ``resized_crop`` on
+    tensors), mirrored where ``flips`` [n] is true. Two batched matmuls, no per-image loop."""
+    n, _, height, width = x.shape
+    boxes = boxes.cpu()
+    rows = _aa_weights(boxes[:, 2], boxes[:, 0], height, size).to(x.device)  # [n, size, H]
+    cols = _aa_weights(boxes[:, 3], boxes[:, 1], width, size).to(x.device)  # [n, size, W]
+    if flips is not None:
+        cols = torch.where(flips.view(n, 1, 1).to(x.device), cols.flip(1), cols)
+    out = rows.unsqueeze(1).to(x.dtype) @ x @ cols.transpose(1, 2).unsqueeze(1).to(x.dtype)
+    return out.contiguous(memory_format=_format(x))  # [n, C, size, size]
+
+
+def resized_crop_flip(size: int, scale: tuple[float, float] = (0.08, 1.0),
+                      ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Augment:
+    """``RandomResizedCrop(size, scale, ratio)`` + ``RandomHorizontalFlip()`` on a batch
+    (SPEC §2 Tiny ImageNet: 64-px images trained at 32 px). The output is [n, C, size,
+    size], smaller than the input: the one augmenter that changes the spatial size."""
+
+    def apply(x: Tensor, gen: torch.Generator) -> Tensor:
+        n, _, height, width = x.shape
+        boxes = sample_resized_crop_boxes(n, height, width, gen, scale, ratio)
+        flips = torch.rand(n, generator=gen) < 0.5
+        return resized_crop(x, boxes, size, flips)
+
+    return apply
+
+
+def resize(size: int) -> Callable[[Tensor], Tensor]:
+    """Evaluation view for ``resized_crop_flip``: torchvision's ``Resize(size)`` on tensors
+    (shorter side to ``size``, antialiased bilinear), SPEC §2 Tiny ImageNet."""
+
+    def apply(x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        short, long = (height, width) if height <= width else (width, height)
+        new_long = int(size * long / short)
+        out_hw = (size, new_long) if height <= width else (new_long, size)
+        if out_hw == (height, width):
+            return x
+        out = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False,
+                            antialias=True)
+        return out.contiguous(memory_format=_format(x))
+
+    return apply
+
+
+def build_eval_transform(name: str, size: int | None = None) -> Callable[[Tensor], Tensor] | None:
+    """The un-augmented view that matches augmentation ``name`` (``None``: identity)."""
+    if name == "resized_crop_flip":
+        if size is None:
+            raise ValueError("augment resized_crop_flip needs the network input size")
+        return resize(size)
+    return None
+
+
+def build_input_pipeline(name: str, padding: int = 4,
+                         normalize: Mapping[str, Sequence[float]] | None = None,
+                         size: int | None = None) -> InputPipeline:
+    """The whole SPEC §2 input path for a prepared dataset: scaling, augmentation in pixel
+    space (crop padding = pixel 0), the matching evaluation view, normalisation.
+
+    ``size`` is the manifest's ``input_size`` (the network's input size), needed only by
+    ``resized_crop_flip``. The pad value is pixel 0 for every channel (one per channel of
+    ``normalize``)."""
+    pad = (0.0,) * (len(normalize["mean"]) if normalize else 1)
+    return InputPipeline(build_augment(name, pad, padding, size),
+                         dict(normalize) if normalize else None,
+                         build_eval_transform(name, size))
 
 
 class InputPipeline:

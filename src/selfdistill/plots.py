@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -58,6 +59,7 @@ METHOD_COLORS = {"ce": "#555555", "ls": "#0173B2", "er": "#DE8F05", "sd": "#029E
                  "bs": "#CC78BC"}
 METHOD_MARKERS = {"ce": "o", "ls": "s", "er": "^", "sd": "D", "bs": "v"}
 DPI = 150
+_HALO = [patheffects.withStroke(linewidth=2.5, foreground="white")]
 
 # (split, column, scale, y label) of the E1 panels (SPEC §5 E1, §4).
 E1_PANELS = [
@@ -103,6 +105,7 @@ def _band(ax: Axes, x: np.ndarray, mean: np.ndarray, std: np.ndarray, color: str
 
 def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set(xticks=[], yticks=[])
 
 
 # --------------------------------------------------------------------------- E1
@@ -138,7 +141,8 @@ def figure_e1(metrics: pd.DataFrame) -> Figure:
                 ax.set_xlim(g.min() - 0.3, g.max() + 0.3)
                 ax.set(xlabel="generation", ylabel=ylabel)
                 n = int(st["n_seeds"].min())
-                ax.set_title(f"{dataset} / {arch}  (n={n} seeds)", fontsize="medium")
+                ax.set_title(f"{dataset} / {arch}  ({n} seed{'s' * (n != 1)})",
+                             fontsize="medium")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
@@ -181,8 +185,8 @@ def _e2_panel(ax: Axes, runs: pd.DataFrame, lo: float, hi: float) -> None:
         means = r.groupby(["param", "gen"])[["entropy", "acc_pct"]].mean().reset_index()
         for m in means.itertuples():
             ax.annotate(_setting_text(method, m.param, m.gen), (m.entropy, m.acc_pct),
-                        xytext=(4, 4), textcoords="offset points", fontsize=7,
-                        color=METHOD_COLORS[method])
+                        xytext=(5, 5), textcoords="offset points", fontsize=7.5,
+                        color=METHOD_COLORS[method], path_effects=_HALO)
     ax.set(xlabel="test average predictive entropy (nats)", ylabel="test accuracy (%)")
 
 
@@ -325,13 +329,23 @@ def _e5_panel(ax: Axes, runs: pd.DataFrame, column: str, label: str) -> None:
         ax.set_xscale("log")
     ax.set_xticks(a, [f"{x:g}" for x in a])
     ax.minorticks_off()
-    ax.set(xlabel="Beta(a, 1) shape a", ylabel=label)
+    ax.set(xlabel="Beta(a, 1) shape a" + (" (log scale)" if ax.get_xscale() == "log" else ""),
+           ylabel=label)
+
+
+_E5_LEGEND = [
+    Line2D([], [], color=METHOD_COLORS["bs"], marker=METHOD_MARKERS["bs"],
+           label="BS, mean ± std over seeds"),
+    Line2D([], [], color=METHOD_COLORS["ce"], ls="--", label="CE mean ± std (reference)"),
+]
 
 
 def figure_e5(metrics: pd.DataFrame) -> Figure:
-    """SPEC §5 E5: BS test accuracy and ECE vs a, mean ± std; dashed = CE mean ± std."""
+    """SPEC §5 E5: BS test accuracy and ECE vs a, mean ± std; dashed = CE mean ± std.
+    Only the dataset × arch pairs that have BS runs get a row."""
     test = metrics[metrics["split"] == "test"]
-    ps = pairs(test) if len(test) else []
+    bs = test[test["method"] == "bs"]
+    ps = pairs(bs) if len(bs) else []
     with _style():
         fig, axes = _grid(max(len(ps), 1), len(E5_PANELS), 3.8, 2.9)
         for i, (dataset, arch) in enumerate(ps):
@@ -339,10 +353,10 @@ def figure_e5(metrics: pd.DataFrame) -> Figure:
             for j, (col, label) in enumerate(E5_PANELS):
                 _e5_panel(axes[i, j], runs, col, label)
                 axes[i, j].set_title(f"{dataset} / {arch}", fontsize="medium")
-        handles, labels = axes[0, 0].get_legend_handles_labels()
-        handles.append(Line2D([], [], color=METHOD_COLORS["ce"], ls="--"))
-        labels.append("CE mean ± std (reference)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)
+        if not ps:
+            for ax in axes[0]:
+                _no_data(ax, "no BS runs")
+        fig.legend(handles=_E5_LEGEND, loc="outside lower center", ncols=2, frameon=False)
         fig.suptitle("E5: Beta-smoothing sensitivity to a")
     return fig
 
@@ -354,7 +368,7 @@ def render_e1(metrics_path: str | Path, png: str | Path, pdf: str | Path,
     """Rule render_e1: E1 figure + provenance sidecar."""
     started = time.perf_counter()
     save_figure(figure_e1(read_metrics(metrics_path)), png, pdf)
-    write_sidecar(sidecar, [metrics_path], None, started, [png, pdf])
+    write_sidecar(sidecar, [metrics_path], {}, started, [png, pdf])
 
 
 def render_e2(metrics_path: str | Path, png: str | Path, pdf: str | Path, sidecar: str | Path,
@@ -363,7 +377,7 @@ def render_e2(metrics_path: str | Path, png: str | Path, pdf: str | Path, sideca
     """Rule render_e2: E2 figure and the matched-entropy table, each with its sidecar."""
     started = time.perf_counter()
     save_figure(figure_e2(read_metrics(metrics_path)), png, pdf)
-    write_sidecar(sidecar, [metrics_path], None, started, [png, pdf])
+    write_sidecar(sidecar, [metrics_path], {}, started, [png, pdf])
     write_matched_entropy(metrics_path, table_csv, table_md, table_tex, table_sidecar)
 
 
@@ -380,7 +394,7 @@ def render_e5(metrics_path: str | Path, png: str | Path, pdf: str | Path,
     """Rule render_e5: BS sensitivity figure + sidecar."""
     started = time.perf_counter()
     save_figure(figure_e5(read_metrics(metrics_path)), png, pdf)
-    write_sidecar(sidecar, [metrics_path], None, started, [png, pdf])
+    write_sidecar(sidecar, [metrics_path], {}, started, [png, pdf])
 
 
 def data_lines(ax: Axes) -> Sequence[Line2D]:

@@ -220,11 +220,12 @@ def pm(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub pipe table (cells already formatted)."""
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], n_text: int = 2) -> str:
+    """A GitHub pipe table (cells already formatted); the first ``n_text`` columns are
+    left-aligned, the rest (numbers) right-aligned."""
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-    sep = "|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|"
+    sep = "|" + "|".join("---" if i < n_text else "---:" for i in range(len(header))) + "|"
     return "\n".join([line(header), sep, *(line(r) for r in rows)]) + "\n"
 
 
@@ -239,11 +240,12 @@ def latex_escape(text: str) -> str:
 
 
 def latex_table(header: Sequence[str], rows: Sequence[Sequence[str]], caption: str,
-                label: str) -> str:
-    """A booktabs ``table`` environment; cells are escaped unless they start with ``\\``."""
+                label: str, n_text: int = 2) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); cells are
+    escaped unless they are already ``\\textbf{…}``; ``n_text`` left-aligned columns."""
     def cell(c: str) -> str:
         return c if c.startswith("\\textbf") else latex_escape(c)
-    align = "ll" + "r" * (len(header) - 2)
+    align = "l" * n_text + "r" * (len(header) - n_text)
     body = [" & ".join(cell(c) for c in r) + r" \\" for r in rows]
     return "\n".join([r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}",
                       f"\\label{{{label}}}", f"\\begin{{tabular}}{{{align}}}", r"\toprule",
@@ -303,7 +305,7 @@ def write_matched_entropy(metrics_path: str | Path, csv_out: str | Path, md_out:
                + _E2_NOTE + "\n\n" + markdown_table(_E2_HEADER, rows))
     write_text(tex_out, latex_table(_E2_HEADER, rows, "SD vs LS/ER at matched test entropy. "
                                     + _E2_NOTE, "tab:e2-matched-entropy"))
-    write_sidecar(sidecar, [metrics_path], None, started, [csv_out, md_out, tex_out])
+    write_sidecar(sidecar, [metrics_path], {}, started, [csv_out, md_out, tex_out])
     log.info("E2 matched-entropy table: %d rows", len(table))
     return table
 
@@ -329,9 +331,9 @@ def write_methods(metrics_path: str | Path, csv_out: str | Path, md_out: str | P
     records = _records(table)
     write_csv(csv_out, records, list(table.columns))
     write_text(md_out, "# E3: method comparison\n\n" + _E3_NOTE + "\n\n"
-               + markdown_table(_E3_HEADER, [_e3_cells(r, "md") for r in records]))
+               + markdown_table(_E3_HEADER, [_e3_cells(r, "md") for r in records], 3))
     write_text(tex_out, latex_table(_E3_HEADER, [_e3_cells(r, "tex") for r in records],
-                                    "Method comparison. " + _E3_NOTE, "tab:e3-methods"))
+                                    "Method comparison. " + _E3_NOTE, "tab:e3-methods", 3))
     write_sidecar(sidecar, [metrics_path], {"compare": dict(compare)}, started,
                   [csv_out, md_out, tex_out])
     log.info("E3 methods table: %d rows", len(table))

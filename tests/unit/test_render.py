@@ -214,7 +214,7 @@ def test_claim_verdicts_follow_the_constructed_effects(rendered) -> None:
         assert got[("mlp", claim)] == "not supported", claim
     assert got[("cnn", 5)] == got[("mlp", 5)] == "supported"
     c1 = t[(t["arch"] == "cnn") & (t["claim"] == 1)].iloc[0]
-    assert c1.value == pytest.approx(2.0, abs=0.2) and c1.n_seeds == 3  # pp
+    assert c1.value == pytest.approx(6.0, abs=0.2) and c1.n_seeds == 3  # gen 3 - CE, pp
     assert "verdict" in rendered["claims"][0].read_text()
 
 
@@ -251,3 +251,14 @@ def test_pool_bins_sums_counts_and_weights_means() -> None:
     assert pooled.loc[0, "count"] == 4 and pooled.loc[1, "count"] == 0
     assert pooled.loc[0, "confidence"] == pytest.approx(0.35)
     assert pooled.loc[0, "accuracy"] == pytest.approx(0.25)
+
+
+def test_verdict_rule_three_ways() -> None:
+    boot = claims.BootstrapConfig(0.95, 100, 0)
+    up = claims.Test(1.0, 0.5, 1.5, "", 0.01, 5)
+    flat = claims.Test(0.1, -0.4, 0.6, "", 0.6, 5)
+    down = claims.Test(-1.0, -1.5, -0.5, "", 0.01, 5)
+    assert claims.verdict([up, up], [], boot) == "supported"
+    assert claims.verdict([up, flat], [], boot) == "inconclusive"
+    assert claims.verdict([up], [down], boot) == "not supported"
+    assert claims.verdict([claims.Test(1.0, 0.5, 1.5, "", 0.01, 1)], [], boot) == "inconclusive"

@@ -60,7 +60,9 @@ def test_lint(workflow_dir):
 def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
     cfg = load_config(REPO / "config" / "config.yaml")
     cfg["execution"]["bundle"] = bundle
-    proc = snakemake(workflow_dir, "-n", "metrics", "--config", f"execution={{'bundle': '{bundle}'}}")
+    (workflow_dir / "b.yaml").write_text(f"execution: {{bundle: {bundle}}}\n")
+    proc = snakemake(workflow_dir, "-n", "metrics", "--configfile", "config/config.yaml",
+                     "b.yaml")
     got = job_counts(proc.stdout)
     want = expected_counts(cfg)
     want["metrics"] = 1
@@ -70,8 +72,9 @@ def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
 
 
 def test_sd_generation_depends_on_previous(workflow_dir):
-    proc = snakemake(workflow_dir, "-n", "--config", "execution={'bundle': 'none'}", "-p",
-                     "results/mnist1d/cnn1d/sd/none/seed3/gen2/preds.npz")
+    (workflow_dir / "b.yaml").write_text("execution: {bundle: none}\n")
+    proc = snakemake(workflow_dir, "-n", "results/mnist1d/cnn1d/sd/none/seed3/gen2/preds.npz",
+                     "--configfile", "config/config.yaml", "b.yaml")
     out = proc.stdout
     # gen2 needs gen1, which needs the ce run of the same seed; nothing of other seeds
     assert "results/mnist1d/cnn1d/sd/none/seed3/gen1/model.pt" in out
@@ -81,7 +84,7 @@ def test_sd_generation_depends_on_previous(workflow_dir):
 
 
 def test_all_target_lists_every_figure(workflow_dir):
-    proc = snakemake(workflow_dir, "-n", "all", "--config", "execution={'bundle': 'none'}")
+    proc = snakemake(workflow_dir, "-n", "all")
     counts = job_counts(proc.stdout)
     for rule in ("render_e1", "render_e2", "render_e3", "render_e4", "render_e5",
                  "render_claims"):
