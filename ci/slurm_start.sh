@@ -41,9 +41,7 @@ NODE=$(slurmd -C | sed -n 1p)
 HW=$(echo "$NODE" | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')
 MEM=$(echo "$NODE" | tr ' ' '\n' | sed -n 's/^RealMemory=//p')
 MEM=$(( MEM * 9 / 10 ))
-# AccountingStorageTRES makes the GPU count show in `scontrol show job`'s TRES (allocated)
-if [ $GPU = 1 ]; then GRES_TYPES="GresTypes=gpu
-AccountingStorageTRES=gres/gpu"; NODE_GRES="Gres=gpu:fake:1"; else GRES_TYPES=""; NODE_GRES=""; fi
+if [ $GPU = 1 ]; then GRES_TYPES="GresTypes=gpu"; NODE_GRES="Gres=gpu:fake:1"; else GRES_TYPES=""; NODE_GRES=""; fi
 if [ $DBD = 1 ]; then
   ACCT="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
@@ -147,8 +145,9 @@ fi
 # --- slurmctld + slurmd; fail loudly if the node never becomes idle ---
 slurmctld
 slurmd -N localhost
-for i in $(seq 1 80); do sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 0.25; done
-if ! sinfo -h -o %T 2>/dev/null | grep -q idle; then
+# (each sinfo bounded: with slurmctld dead it would wait MessageTimeout per call)
+for i in $(seq 1 80); do timeout 2 sinfo -h -o %T 2>/dev/null | grep -q idle && break; sleep 0.25; done
+if ! timeout 2 sinfo -h -o %T 2>/dev/null | grep -q idle; then
   echo "slurm node did not become idle; see $S/log" >&2
   sinfo -N -l >&2 || true
   tail -n 20 "$S"/log/slurmctld.log "$S"/log/slurmd.log >&2 || true

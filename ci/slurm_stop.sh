@@ -10,7 +10,11 @@ for f in "$S"/state/slurmd.pid "$S"/state/slurmctld.pid "$S"/state/slurmdbd.pid 
   if kill -0 "$pid" 2>/dev/null; then
     kill "$pid"
     for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -0 "$pid" 2>/dev/null && echo "pid $pid ($f) still alive" || echo "stopped $f ($pid)"
+    if kill -0 "$pid" 2>/dev/null; then      # e.g. slurmd waiting for a dead slurmctld
+      kill -9 "$pid"; echo "killed $f ($pid) after 10 s"
+    else
+      echo "stopped $f ($pid)"
+    fi
   fi
   rm -f "$f"
 done

@@ -33,7 +33,7 @@ def crop_flip_2d(padding: int, pad_value: Sequence[float], flip: bool = True) ->
 
     def apply(x: Tensor, gen: torch.Generator) -> Tensor:
         n, c, h, w = x.shape
-        fill = torch.as_tensor(pad_value, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+        fill = torch.as_tensor(pad_value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         padded = fill.expand(n, c, h + 2 * padding, w + 2 * padding).clone()
         padded[:, :, padding:padding + h, padding:padding + w] = x
         off = torch.randint(0, 2 * padding + 1, (2, n), generator=gen).to(x.device)  # [2, n]

@@ -415,13 +415,16 @@ def _read_idx(path: Path) -> np.ndarray:
 def prepare_fashion_mnist(name: str, params: Mapping[str, Any], out_dir: str | Path,
                           download_dir: str | Path | None = None) -> dict[str, Any]:
     """Fashion-MNIST as [n, 1, 28, 28] uint8 (ours: the CPU-scale real-image set), from
-    Debian's ``dataset-fashion-mnist`` files or torchvision's download; optional seeded
-    ``train_subset`` of the 60,000 training images (before the SPEC §2 hold-out); the
-    normalisation mean/std are those of the resulting training split."""
+    Debian's ``dataset-fashion-mnist`` files or torchvision's download. Options (CPU
+    sizing): ``image_size`` resamples (antialiased bilinear) to a smaller square size;
+    ``train_subset`` keeps a seeded subset of the 60,000 training images (before the
+    SPEC §2 hold-out). The normalisation mean/std are those of the final training split."""
     ddir, records = _archives("fashion_mnist", params, out_dir, download_dir)
     x_pool, y_pool, x_test, y_test = (_read_idx(ddir / f"{stem}-ubyte.gz") for stem in (
         "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"))
-    x_pool, y_pool = x_pool[:, None], y_pool.astype(np.int64)
+    x_pool, y_pool, x_test = x_pool[:, None], y_pool.astype(np.int64), x_test[:, None]
+    if params.get("image_size") and int(params["image_size"]) != x_pool.shape[-1]:
+        x_pool, x_test = (_resize_uint8(a, int(params["image_size"])) for a in (x_pool, x_test))
     if params.get("train_subset") and int(params["train_subset"]) < len(y_pool):
         keep, _ = split_holdout(len(y_pool), len(y_pool) - int(params["train_subset"]),
                                 int(params["split_seed"]) + 1)
@@ -430,8 +433,19 @@ def prepare_fashion_mnist(name: str, params: Mapping[str, Any], out_dir: str | P
     pixels = x_pool[tr].astype(np.float64) / 255.0
     norm = {"mean": [float(pixels.mean())], "std": [float(pixels.std())]}
     return _write_images(name, params, out_dir, (x_pool, y_pool),
-                         (x_test[:, None], y_test.astype(np.int64)), FASHION_MNIST_CLASSES,
-                         norm, records)
+                         (x_test, y_test.astype(np.int64)), FASHION_MNIST_CLASSES, norm, records)
+
+
+def _resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [n, C, H, W] → [n, C, size, size], antialiased bilinear (as torchvision's
+    ``Resize`` on tensors), rounded back to uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    out = [F.interpolate(torch.from_numpy(x[i:i + 8192]).float(), size=(size, size),
+                         mode="bilinear", align_corners=False, antialias=True)
+           for i in range(0, len(x), 8192)]
+    return torch.cat(out).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
 PREPARERS: dict[str, Callable[..., dict[str, Any]]] = {

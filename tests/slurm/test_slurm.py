@@ -63,20 +63,28 @@ def copy_workflow(dest: Path, *extra: Path) -> Path:
     return dest
 
 
-def run(cmd: list[str], cwd: Path, log: str) -> tuple[int, str]:
-    """Run cmd under `timeout -s KILL` in its own process group; output also saved to cwd/log."""
+def start(cmd: list[str], cwd: Path, log: str) -> subprocess.Popen:
+    """Start cmd under `timeout -s KILL` in its own process group, output to cwd/log."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "PATH": SBIN_PATH}
-    with open(cwd / log, "w+") as out:
-        proc = subprocess.Popen(["timeout", "-s", "KILL", str(HARD_LIMIT_S), *cmd], cwd=cwd,
+    with open(cwd / log, "w") as out:
+        return subprocess.Popen(["timeout", "-s", "KILL", str(HARD_LIMIT_S), *cmd], cwd=cwd,
                                 stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
-        try:
-            rc = proc.wait(timeout=HARD_LIMIT_S + 30)
-        except subprocess.TimeoutExpired:
+
+
+def finish(proc: subprocess.Popen, cwd: Path, log: str) -> tuple[int, str]:
+    """Wait for a started command (its whole group is killed if the wait overruns)."""
+    try:
+        proc.wait(timeout=HARD_LIMIT_S + 30)
+    finally:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
-        out.seek(0)
-        return rc, out.read()
+            proc.wait()
+    return proc.returncode, (cwd / log).read_text()
+
+
+def run(cmd: list[str], cwd: Path, log: str) -> tuple[int, str]:
+    return finish(start(cmd, cwd, log), cwd, log)
 
 
 def ok(rc: int, text: str, what: str) -> str:
@@ -151,9 +159,14 @@ def test_profile_submits_training_and_matches_local_run(slurm_cluster, tmp_path)
     expected = Counter({r: n for r, n in job_counts(dry).items() if is_training(r)})
     assert sum(expected.values()) > 0, dry
 
-    ok(*run(["snakemake", "metrics", "--cores", "2", *CONFIGS], local, "run.log"), "local run")
-    out = ok(*run(["snakemake", "metrics", "--profile", "profiles/slurm", *CONFIGS, *FAST],
-                  wf, "run.log"), "SLURM run")
+    # the local reference runs meanwhile: it fills the SLURM run's status-polling pauses
+    reference = start(["snakemake", "metrics", "--cores", "2", *CONFIGS], local, "run.log")
+    try:
+        result = run(["snakemake", "metrics", "--profile", "profiles/slurm", *CONFIGS, *FAST],
+                     wf, "run.log")
+    finally:
+        ok(*finish(reference, local, "run.log"), "local run")
+    out = ok(*result, "SLURM run")
 
     # every training job, and nothing else, went through sbatch and completed there
     subs = submissions(out)
@@ -199,7 +212,7 @@ def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
     assert "--gpus=1" in call and "--mem 1000" in call and "-t 10" in call, call
     assert "--signal=TERM@120" in call, call  # the profile's slurm_extra is accepted by sbatch
     info = scontrol(next(iter(subs)))
-    assert "JobState=COMPLETED" in info and "gres/gpu=1" in info, info
+    assert "JobState=COMPLETED" in info and "TresPerJob=gres:gpu:1" in info, info
     # the fake GPU is no CUDA device: execution.device auto fell back to the CPU
     assert yaml.safe_load((wf / RUN / "run.json").read_text())["device"] == "cpu"
 
@@ -207,32 +220,27 @@ def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
 def test_sigterm_checkpoint_and_retry_resume(slurm_cluster, tmp_path):
     extra = one_network_config(
         tmp_path / "long.yaml", resources={"gpu": 0, "mem_mb": 1000, "runtime": 10},
-        train={"epochs": 30, "milestones": [20]},
+        train={"epochs": 60, "milestones": [40]},
         datasets={"mnist1d": {"num_samples": 4000}})
     wf = copy_workflow(tmp_path / "wf", extra)
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PATH": SBIN_PATH}
-    with open(wf / "run.log", "w+") as log:
-        proc = subprocess.Popen(
-            ["timeout", "-s", "KILL", str(HARD_LIMIT_S), "snakemake", f"{RUN}/model.pt",
-             "--profile", "profiles/slurm", *CONFIGS, "long.yaml", *FAST, "--verbose"],
-            cwd=wf, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            # as SLURM does --signal=TERM@120 seconds before the time limit: SIGTERM to the
-            # job's steps once training has written its first per-epoch checkpoint
-            deadline = time.monotonic() + 300
-            while not (wf / RUN / "resume.pt").exists():
-                assert proc.poll() is None and time.monotonic() < deadline, "no resume.pt"
-                time.sleep(0.2)
-            running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], env=env,
-                                     capture_output=True, text=True).stdout.split()
-            assert len(running) == 1, running
-            subprocess.run(["scancel", "--signal=TERM", running[0]], env=env, check=True)
-            rc = proc.wait(timeout=HARD_LIMIT_S + 30)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.seek(0)
-        out = ok(rc, log.read(), "SLURM run")
+    proc = start(["snakemake", f"{RUN}/model.pt", "--profile", "profiles/slurm", *CONFIGS,
+                  "long.yaml", *FAST, "--verbose"], wf, "run.log")
+    try:
+        # as SLURM does --signal=TERM@120 seconds before the time limit: SIGTERM to the
+        # job's steps, once training has written its first per-epoch checkpoint
+        deadline = time.monotonic() + 300
+        while not (wf / RUN / "resume.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no resume.pt"
+            time.sleep(0.1)
+        running = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True,
+                                 text=True, check=True).stdout.split()
+        assert len(running) == 1, running
+        subprocess.run(["scancel", "--signal=TERM", running[0]], check=True)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    out = ok(*finish(proc, wf, "run.log"), "SLURM run")
 
     first, second = sbatch_calls(out)
     assert "--mem 1000" in first and "-t 10" in first, first
@@ -242,5 +250,5 @@ def test_sigterm_checkpoint_and_retry_resume(slurm_cluster, tmp_path):
     provenance = yaml.safe_load((wf / RUN / "run.json").read_text())
     assert provenance["resumed_from_epoch"] is not None, provenance
     history = pd.read_csv(wf / RUN / "history.csv")
-    assert history["epoch"].tolist() == list(range(1, 31))
+    assert history["epoch"].tolist() == list(range(1, 61))
     assert not (wf / RUN / "resume.pt").exists()

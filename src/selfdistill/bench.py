@@ -1,0 +1,356 @@
+"""Benchmark: our training path against the authors'-style path, side by side.
+
+    python -m selfdistill.bench [--out results/bench] [--rounds 5] [--steps 40] [--small]
+    python -m selfdistill.bench --from-run .   # share of a finished `all` outside training
+
+Variants run in one process, interleaved (A, B, A, B, ...) for several rounds, so machine
+noise hits both alike; ratios are reported as median (min, max) over rounds. Writes
+``{out}/*.csv`` and ``{out}/summary.md``. The faithfulness check (fast path vs reference
+path on identical views, losses equal to 1e-5 in fp32) is asserted, and the command exits
+non-zero if it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .augment import InputPipeline, build_augment
+from .io import write_csv, write_text
+from .models import build_model
+from .objectives import BetaSmoothing, CrossEntropy, Objective, SelfDistillation
+from .train import derive_seed
+
+Step = Callable[[], int]  # runs a fixed amount of work, returns examples processed
+
+
+# --------------------------------------------------------------------------- data
+
+
+def synthetic(kind: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, int]:
+    """MNIST-1D-shaped float signals or CIFAR-shaped uint8 images, with labels."""
+    g = torch.Generator().manual_seed(seed)
+    if kind == "mnist1d":
+        return torch.randn(n, 1, 40, generator=g), torch.randint(0, 10, (n,), generator=g), 10
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    return x, torch.randint(0, 10, (n,), generator=g), 10
+
+
+class _ItemDataset(torch.utils.data.Dataset):
+    """The authors' data path: one example at a time through torchvision transforms."""
+
+    def __init__(self, x: Tensor, y: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
+        self.x, self.y, self.transform = x, y, transform
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.transform(self.x[i]), self.y[i]
+
+
+def torchvision_transform(kind: str) -> Callable[[Tensor], Tensor]:
+    from torchvision import transforms as T
+
+    if kind == "mnist1d":
+        return lambda x: x  # MNIST-1D is trained un-augmented (config datasets.mnist1d)
+    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                      T.ConvertImageDtype(torch.float32),
+                      T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))])
+
+
+def our_pipeline(kind: str) -> InputPipeline:
+    if kind == "mnist1d":
+        return InputPipeline(build_augment("none"))
+    return InputPipeline(build_augment("crop_flip", (0.0,), 4),
+                         {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]})
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+
+def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
+             batch: int = 128) -> Step:
+    """Our path: tensors in memory, seeded permutation, batched augmentation, no sync."""
+    x, y, k = synthetic(kind, steps * batch)
+    torch.manual_seed(0)
+    model = build_model(arch, k, tuple(x.shape[1:]))
+    obj = _objective(objective, arch, k, tuple(x.shape[1:]))
+    opt, pipe = _sgd(model), our_pipeline(kind)
+    gen = torch.Generator().manual_seed(0)
+
+    def run() -> int:
+        model.train()
+        perm = torch.randperm(len(y), generator=gen)
+        acc = torch.zeros(())
+        for lo in range(0, len(y), batch):
+            idx = perm[lo:lo + batch]
+            xb = pipe.train(x.index_select(0, idx), gen)
+            yb = y.index_select(0, idx)
+            logits = model(xb)
+            loss = obj.loss(logits, xb, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            obj.after_step(model)
+            acc += loss.detach()
+        return len(y)
+
+    return run
+
+
+def authors_step(kind: str, arch: str, steps: int, batch: int = 128, workers: int = 2) -> Step:
+    """Authors'-style: Dataset + torchvision transforms + DataLoader, fp32, `.item()` per step."""
+    x, y, k = synthetic(kind, steps * batch)
+    torch.manual_seed(0)
+    model = build_model(arch, k, tuple(x.shape[1:]))
+    opt = _sgd(model)
+    loader = torch.utils.data.DataLoader(_ItemDataset(x, y, torchvision_transform(kind)),
+                                         batch_size=batch, shuffle=True, num_workers=workers,
+                                         persistent_workers=workers > 0)
+    criterion = nn.CrossEntropyLoss()
+
+    def run() -> int:
+        model.train()
+        total = 0.0
+        for xb, yb in loader:
+            loss = criterion(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()  # per-step host synchronisation
+        return len(y)
+
+    return run
+
+
+def _objective(name: str, arch: str, k: int, shape: tuple[int, ...]) -> Objective:
+    if name == "sd":
+        torch.manual_seed(1)
+        return SelfDistillation(build_model(arch, k, shape))
+    if name == "bs":
+        torch.manual_seed(2)
+        return BetaSmoothing(build_model(arch, k, shape), 3.0, 0.6,
+                             torch.Generator().manual_seed(derive_seed(0, "beta")))
+    return CrossEntropy()
+
+
+def interleave(variants: dict[str, Step], rounds: int) -> list[dict[str, Any]]:
+    """Time each variant once per round, in alternating order; one row per (round, variant)."""
+    for step in variants.values():  # warm-up (worker start, allocator, kernels)
+        step()
+    rows = []
+    names = list(variants)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            t0 = time.perf_counter()
+            n = variants[name]()
+            dt = time.perf_counter() - t0
+            rows.append({"round": r, "variant": name, "seconds": dt, "examples": n,
+                         "examples_per_s": n / dt})
+    return rows
+
+
+def ratios(rows: list[dict[str, Any]], num: str, den: str, key: str = "seconds",
+           invert: bool = False) -> dict[str, float]:
+    """Per-round ratio num/den of ``key`` (or den/num with ``invert``): median, min, max."""
+    by_round: dict[int, dict[str, float]] = {}
+    for row in rows:
+        by_round.setdefault(row["round"], {})[row["variant"]] = row[key]
+    vals = [(r[den] / r[num]) if invert else (r[num] / r[den]) for r in by_round.values()]
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
+            "rounds": len(vals)}
+
+
+# --------------------------------------------------------------------------- faithfulness
+
+
+def reference_losses(kind: str, arch: str, method: str, steps: int,
+                     batch: int = 64) -> tuple[list[float], list[float]]:
+    """Losses of our objective and of a plainly written reference on identical views.
+
+    Both start from the same weights and see the same augmented batches; the reference
+    writes each SPEC §3 formula directly with ``log_softmax`` and its own EMA update.
+    """
+    x, y, k = synthetic(kind, steps * batch, seed=3)
+    shape = tuple(x.shape[1:])
+    pipe = our_pipeline(kind)
+    gen = torch.Generator().manual_seed(5)
+    views = [(pipe.train(x[i * batch:(i + 1) * batch], gen), y[i * batch:(i + 1) * batch])
+             for i in range(steps)]
+    torch.manual_seed(0)
+    fast = build_model(arch, k, shape)
+    ref = build_model(arch, k, shape)
+    ref.load_state_dict(fast.state_dict())
+    obj = _objective(method, arch, k, shape)
+    aux = _objective(method, arch, k, shape)  # same seeds: identical teacher / EMA init
+    ref_net = getattr(aux, "teacher", None) or getattr(aux, "ema", None)
+    beta_gen = torch.Generator().manual_seed(derive_seed(0, "beta"))
+    opt_f, opt_r = _sgd(fast), _sgd(ref)
+    out_f, out_r = [], []
+    for s, (xb, yb) in enumerate(views, start=1):
+        fast.train()
+        loss_f = obj.loss(fast(xb), xb, yb)
+        opt_f.zero_grad()
+        loss_f.backward()
+        opt_f.step()
+        obj.after_step(fast)
+        ref.train()
+        loss_r = _reference_loss(method, ref(xb), xb, yb, ref_net, beta_gen)
+        opt_r.zero_grad()
+        loss_r.backward()
+        opt_r.step()
+        if method == "bs":
+            d = min(1 - 1 / (s + 1), 0.999)
+            with torch.no_grad():
+                for pe, p in zip(ref_net.parameters(), ref.parameters(), strict=True):
+                    pe.copy_(d * pe + (1 - d) * p)
+        out_f.append(loss_f.item())
+        out_r.append(loss_r.item())
+    return out_f, out_r
+
+
+def _reference_loss(method: str, z: Tensor, x: Tensor, y: Tensor, net: nn.Module | None,
+                    beta_gen: torch.Generator) -> Tensor:
+    logp = F.log_softmax(z, 1)
+    ce = -logp[torch.arange(len(y)), y].mean()
+    if method == "ce":
+        return ce
+    if method == "sd":
+        net.eval()
+        with torch.no_grad():
+            q = F.softmax(net(x) / 4.0, 1)
+        return 0.6 * ce + 0.4 * -(q * logp).sum(1).mean()
+    net.train()
+    with torch.no_grad():
+        conf = F.softmax(net(x), 1)[torch.arange(len(y)), y]
+    b = torch.rand(len(y), generator=beta_gen, dtype=torch.float64).pow(1 / 3.0).float()
+    b_sorted = torch.sort(b).values
+    ranks = torch.argsort(torch.argsort(conf, stable=True))
+    bi = b_sorted[ranks]
+    k = z.shape[1]
+    q = ((1 - bi) / (k - 1)).unsqueeze(1).repeat(1, k)
+    q[torch.arange(len(y)), y] = bi
+    return 0.4 * ce + 0.6 * -(q * logp).sum(1).mean()
+
+
+# --------------------------------------------------------------------------- run shares
+
+
+def outside_training_share(workdir: Path, total_wall_s: float | None = None) -> dict[str, Any]:
+    """Share of a finished run's wall time spent outside training steps.
+
+    Training-step seconds come from every ``run.json`` (``train_step_seconds``); wall time
+    is ``total_wall_s`` or, by default, the span of the latest snakemake log.
+    """
+    step_s = sum(json.loads(p.read_text()).get("train_step_seconds", 0.0)
+                 for p in (workdir / "results").rglob("run.json"))
+    threads = 2
+    if total_wall_s is None:
+        logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+        if not logs:
+            raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; "
+                                    f"pass --wall SECONDS")
+        total_wall_s = logs[-1].stat().st_mtime - logs[-1].stat().st_ctime
+    share = 1 - step_s / (threads * total_wall_s)
+    return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": threads,
+            "share_outside_training": share}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {}
+    md = ["# Benchmark", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"device cpu; {rounds} interleaved rounds of {steps} steps, batch 128.", ""]
+    cifar_arch = "cnn_digits" if small else "resnet18"
+    cifar_steps = max(2, steps // (4 if small else 10))
+    suites = {
+        "data_path_mnist1d": ({"ours": our_step("mnist1d", "cnn1d", steps),
+                               "dataloader": authors_step("mnist1d", "cnn1d", steps)},
+                              ("dataloader", "ours")),
+        "data_path_cifar": ({"ours": our_step("cifar", cifar_arch, cifar_steps),
+                             "dataloader": authors_step("cifar", cifar_arch, cifar_steps)},
+                            ("dataloader", "ours")),
+        "method_cost_mnist1d": ({"ce": our_step("mnist1d", "cnn1d", steps),
+                                 "sd": our_step("mnist1d", "cnn1d", steps, "sd"),
+                                 "bs": our_step("mnist1d", "cnn1d", steps, "bs")}, None),
+    }
+    md += ["| comparison | median | min | max |", "|---|---|---|---|"]
+    for name, (variants, pair) in suites.items():
+        rows = interleave(variants, rounds)
+        write_csv(out / f"{name}.csv", rows)
+        if pair:
+            r = ratios(rows, pair[1], pair[0], invert=True)
+            results[name] = r
+            md.append(f"| {name}: ours ÷ DataLoader (examples/s) | {r['median']:.2f}× | "
+                      f"{r['min']:.2f}× | {r['max']:.2f}× |")
+        else:
+            for m in ("sd", "bs"):
+                r = ratios(rows, m, "ce")
+                results[f"{m}_over_ce"] = r
+                md.append(f"| {m.upper()} epoch ÷ CE epoch (time) | {r['median']:.2f} | "
+                          f"{r['min']:.2f} | {r['max']:.2f} |")
+    ok = True
+    md += ["", "## Faithfulness: fast vs reference path on identical views (fp32)", "",
+           "| method | steps | max abs loss difference | within 1e-5 |", "|---|---|---|---|"]
+    faith_rows = []
+    for kind, arch in (("mnist1d", "cnn1d"), ("cifar", cifar_arch)):
+        for method in ("ce", "sd", "bs"):
+            f, r = reference_losses(kind, arch, method, 5)
+            diff = max(abs(a - b) for a, b in zip(f, r, strict=True))
+            ok &= diff <= 1e-5
+            faith_rows.append({"data": kind, "arch": arch, "method": method, "steps": len(f),
+                               "max_abs_diff": diff, "fast": json.dumps(f),
+                               "reference": json.dumps(r)})
+            md.append(f"| {kind}/{arch} {method} | {len(f)} | {diff:.2e} | "
+                      f"{'yes' if diff <= 1e-5 else 'NO'} |")
+    write_csv(out / "faithfulness.csv", faith_rows)
+    md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device)."
+           if not torch.cuda.is_available() else "", ""]
+    write_text(out / "summary.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m selfdistill.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="results/bench")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=40, help="optimiser steps per timed epoch")
+    p.add_argument("--small", action="store_true", help="CI scale: small models only")
+    p.add_argument("--from-run", default=None, help="a finished workdir: report time shares")
+    p.add_argument("--wall", type=float, default=None, help="wall seconds of that run")
+    args = p.parse_args(argv)
+    if args.from_run:
+        share = outside_training_share(Path(args.from_run), args.wall)
+        print(json.dumps(share, indent=2))
+        return 0
+    ok = run_benchmark(Path(args.out), args.rounds, args.steps, args.small)
+    if not ok:
+        print("faithfulness check FAILED: fast and reference losses differ by more than 1e-5",
+              file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The benchmark runs at CI scale and its faithfulness check holds (and can fail)."""
+
+import csv
+
+import pytest
+
+from selfdistill import bench
+
+
+def test_bench_small_writes_outputs_and_is_faithful(tmp_path):
+    ok = bench.run_benchmark(tmp_path, rounds=1, steps=3, small=True)
+    assert ok
+    for name in ("data_path_mnist1d", "data_path_cifar", "method_cost_mnist1d", "faithfulness"):
+        assert (tmp_path / f"{name}.csv").exists()
+    rows = list(csv.DictReader(open(tmp_path / "faithfulness.csv")))
+    assert {r["method"] for r in rows} == {"ce", "sd", "bs"}
+    assert all(float(r["max_abs_diff"]) <= 1e-5 for r in rows)
+    assert "ours ÷ DataLoader" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("method", ["sd", "bs"])
+def test_faithfulness_detects_a_different_method(monkeypatch, method):
+    """A reference with another alpha must be caught: the check is not vacuous."""
+    original = bench._reference_loss
+
+    def wrong(m, z, x, y, net, gen):
+        return original(m, z, x, y, net, gen) * 1.01
+
+    monkeypatch.setattr(bench, "_reference_loss", wrong)
+    fast, ref = bench.reference_losses("mnist1d", "cnn1d", method, 2)
+    assert max(abs(a - b) for a, b in zip(fast, ref, strict=True)) > 1e-5
+
+
+def test_ratios_median_min_max():
+    rows = [{"round": 0, "variant": "a", "seconds": 1.0}, {"round": 0, "variant": "b",
+                                                           "seconds": 2.0},
+            {"round": 1, "variant": "a", "seconds": 1.0}, {"round": 1, "variant": "b",
+                                                           "seconds": 4.0}]
+    r = bench.ratios(rows, "a", "b", invert=True)
+    assert r == {"median": 3.0, "min": 2.0, "max": 4.0, "rounds": 2}
