@@ -1,8 +1,8 @@
 """envs/selfdistill.yaml lists the same dependencies as pyproject.toml."""
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from ..conftest import REPO
