@@ -442,7 +442,7 @@ def _resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    out = [F.interpolate(torch.from_numpy(x[i:i + 8192]).float(), size=(size, size),
+    out = [F.interpolate(torch.tensor(x[i:i + 8192]).float(), size=(size, size),
                          mode="bilinear", align_corners=False, antialias=True)
            for i in range(0, len(x), 8192)]
     return torch.cat(out).round_().clamp_(0, 255).to(torch.uint8).numpy()

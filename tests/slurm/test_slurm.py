@@ -220,7 +220,7 @@ def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
 def test_sigterm_checkpoint_and_retry_resume(slurm_cluster, tmp_path):
     extra = one_network_config(
         tmp_path / "long.yaml", resources={"gpu": 0, "mem_mb": 1000, "runtime": 10},
-        train={"epochs": 60, "milestones": [40]},
+        train={"epochs": 40, "milestones": [30]},
         datasets={"mnist1d": {"num_samples": 4000}})
     wf = copy_workflow(tmp_path / "wf", extra)
     proc = start(["snakemake", f"{RUN}/model.pt", "--profile", "profiles/slurm", *CONFIGS,
@@ -250,5 +250,5 @@ def test_sigterm_checkpoint_and_retry_resume(slurm_cluster, tmp_path):
     provenance = yaml.safe_load((wf / RUN / "run.json").read_text())
     assert provenance["resumed_from_epoch"] is not None, provenance
     history = pd.read_csv(wf / RUN / "history.csv")
-    assert history["epoch"].tolist() == list(range(1, 61))
+    assert history["epoch"].tolist() == list(range(1, 41))
     assert not (wf / RUN / "resume.pt").exists()
