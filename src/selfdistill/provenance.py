@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -28,11 +30,28 @@ def package_versions() -> dict[str, str | None]:
         if module is not None and getattr(module, "__version__", None):
             out[name] = str(module.__version__)
             continue
+        from_file = _version_file(name)
+        if from_file:
+            out[name] = from_file
+            continue
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def _version_file(name: str) -> str | None:
+    """``__version__`` from a package's ``version.py`` without importing it (torch's
+    carries the build tag, e.g. '+cu130', that the distribution metadata lacks)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    if not path.is_file():
+        return None
+    m = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", path.read_text(), re.M)
+    return m.group(1) if m else None
 
 
 def git_state(cwd: str | Path | None = None) -> dict[str, Any]:

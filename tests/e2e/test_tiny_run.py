@@ -22,8 +22,41 @@ METRIC_COLUMNS = ["dataset", "arch", "method", "param", "seed", "gen", "split", 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wf = copy_workflow(tmp_path_factory.mktemp("e2e") / "wf")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "tiny"]):
+        subprocess.run([*git, *cmd], cwd=wf, check=True)
+    (wf / ".gitignore").write_text("results/\nfigures/\nlogs/\nbenchmarks/\n.snakemake/\n")
     snakemake(wf, "--cores", "2", "all", "--configfile", "config/config.yaml", "tiny.yaml")
     return wf
+
+
+def test_every_provenance_sidecar_is_filled_and_true(tiny_run):
+    import numpy
+    import pandas
+    import snakemake as sm
+    import torch
+    import torchvision
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tiny_run, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    sidecars = list((tiny_run / "figures").glob("*.json"))
+    sidecars += list((tiny_run / "results").rglob("run.json"))
+    assert len(sidecars) == 7 + len(G.grid(tiny_config()))
+    modules = {"torch": torch, "torchvision": torchvision, "numpy": numpy, "pandas": pandas,
+               "snakemake": sm}
+    from selfdistill.io import sha256_file
+
+    for path in sidecars:
+        prov = json.loads(path.read_text())
+        assert prov["git"]["commit"] == head, path
+        assert prov["git"]["dirty"] is False, path  # outputs are gitignored
+        for name in ("torch", "torchvision", "numpy"):
+            assert prov["versions"][name] == modules[name].__version__, (path, name)
+        assert prov["wall_time_s"] is not None and prov["wall_time_s"] >= 0, path
+        assert isinstance(prov["config"], dict), path
+        assert prov["inputs"], path
+        for file, digest in prov["inputs"].items():
+            assert sha256_file(tiny_run / file) == digest, (path, file)
 
 
 def tiny_config():
