@@ -124,3 +124,17 @@ def test_same_config_twice_gives_identical_metrics(tiny_run, tmp_path):
     s0 = df[(df.seed == 0) & (df.method == "ce")].reset_index(drop=True)
     s1 = df[(df.seed == 1) & (df.method == "ce")].reset_index(drop=True)
     assert not s0["nll"].equals(s1["nll"])  # different seeds, different networks
+
+
+def test_html_report_holds_every_figure_table_and_caption(tiny_run):
+    snakemake(tiny_run, "--report", "report.html", "--configfile", "config/config.yaml",
+              "tiny.yaml")
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    for name in ("e1_generations.png", "e2_entropy_accuracy.png", "e4_reliability.png",
+                 "e5_beta_sensitivity.png", "e2_matched_entropy", "e3_methods", "claims.csv"):
+        assert name in html, name
+    for caption in sorted((REPO / "workflow" / "report").glob("*.rst")):
+        if caption.stem == "workflow":
+            continue
+        first_words = caption.read_text().split("\n")[0].strip()[:40]
+        assert first_words and first_words in html, (caption.name, first_words)

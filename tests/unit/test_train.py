@@ -188,3 +188,18 @@ def test_unwritable_output_dir_is_named(data_dir, tmp_path):
     blocker.write_text("not a directory")  # works as root too, unlike chmod
     with pytest.raises(PermissionError, match="cannot create output directory"):
         train_run(spec(data_dir, blocker / "run", epochs=1))
+
+
+def test_digits_embedded_dataset_trains(tmp_path):
+    params = {"source": "sklearn_digits", "test_fraction": 0.25, "generator_seed": 0,
+              "val_size": 150, "split_seed": 0, "standardize": True}
+    manifest = prepare_dataset("digits", params, tmp_path / "digits")
+    assert manifest["sizes"] == {"train": 1197, "val": 150, "test": 450}
+    assert manifest["input_shape"] == [1, 8, 8] and manifest["num_classes"] == 10
+    train = load_split(tmp_path / "digits", "train")
+    assert abs(float(train.x.mean())) < 1e-4 and abs(float(train.x.std()) - 1) < 1e-3
+    record = train_run(RunSpec(dataset_dir=str(tmp_path / "digits"), arch="cnn_digits",
+                               method="ce", param=None, seed=0, gen=0,
+                               out_dir=str(tmp_path / "run"),
+                               train=TrainConfig(epochs=2, milestones=(1,), seed=0)))
+    assert record["best_val_accuracy"] > 0.5
