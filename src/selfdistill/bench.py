@@ -252,24 +252,33 @@ def _reference_loss(method: str, z: Tensor, x: Tensor, y: Tensor, net: nn.Module
 # --------------------------------------------------------------------------- run shares
 
 
-def outside_training_share(workdir: Path, total_wall_s: float | None = None) -> dict[str, Any]:
-    """Share of a finished run's wall time spent outside training steps.
+def outside_training_share(workdir: Path, cores: int = 2,
+                           total_wall_s: float | None = None) -> dict[str, Any]:
+    """Share of a finished run's core-time spent outside training steps.
 
-    Training-step seconds come from every ``run.json`` (``train_step_seconds``); wall time
-    is ``total_wall_s`` or, by default, the span of the latest snakemake log.
+    Training-step seconds are summed over every ``run.json`` (``train_step_seconds``);
+    wall time is ``total_wall_s`` or the span between the first and last timestamp of the
+    latest snakemake log. Share = 1 − step seconds / (cores × wall seconds).
     """
     step_s = sum(json.loads(p.read_text()).get("train_step_seconds", 0.0)
                  for p in (workdir / "results").rglob("run.json"))
-    threads = 2
     if total_wall_s is None:
-        logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-        if not logs:
-            raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; "
-                                    f"pass --wall SECONDS")
-        total_wall_s = logs[-1].stat().st_mtime - logs[-1].stat().st_ctime
-    share = 1 - step_s / (threads * total_wall_s)
-    return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": threads,
-            "share_outside_training": share}
+        total_wall_s = _log_span(workdir)
+    return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
+            "share_outside_training": 1 - step_s / (cores * total_wall_s)}
+
+
+def _log_span(workdir: Path) -> float:
+    import re
+    from datetime import datetime
+
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; "
+                                f"pass --wall SECONDS")
+    stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$", logs[-1].read_text(), re.M)
+    times = [datetime.strptime(t, "%a %b %d %H:%M:%S %Y") for t in stamps]
+    return (max(times) - min(times)).total_seconds()
 
 
 # --------------------------------------------------------------------------- main
@@ -339,9 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", action="store_true", help="CI scale: small models only")
     p.add_argument("--from-run", default=None, help="a finished workdir: report time shares")
     p.add_argument("--wall", type=float, default=None, help="wall seconds of that run")
+    p.add_argument("--cores", type=int, default=2, help="--cores of that run")
     args = p.parse_args(argv)
     if args.from_run:
-        share = outside_training_share(Path(args.from_run), args.wall)
+        share = outside_training_share(Path(args.from_run), args.cores, args.wall)
         print(json.dumps(share, indent=2))
         return 0
     ok = run_benchmark(Path(args.out), args.rounds, args.steps, args.small)

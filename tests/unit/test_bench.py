@@ -38,3 +38,16 @@ def test_ratios_median_min_max():
                                                            "seconds": 4.0}]
     r = bench.ratios(rows, "a", "b", invert=True)
     assert r == {"median": 3.0, "min": 2.0, "max": 4.0, "rounds": 2}
+
+
+def test_outside_training_share_from_a_run_dir(tmp_path):
+    log = tmp_path / ".snakemake" / "log"
+    log.mkdir(parents=True)
+    (log / "2026-01-01T000000.snakemake.log").write_text(
+        "Building DAG\n[Sun Nov 29 15:50:00 2026]\nrule x\n[Sun Nov 29 15:51:40 2026]\n")
+    run = tmp_path / "results" / "a"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"train_step_seconds": 150.0}')
+    share = bench.outside_training_share(tmp_path, cores=2)
+    assert share["wall_s"] == 100.0
+    assert share["share_outside_training"] == 0.25
