@@ -360,7 +360,8 @@ def _cub_members(path: Path, size: int) -> tuple[dict[str, np.ndarray], dict[str
             if not m.isfile() or not rel.startswith("CUB_200_2011/"):
                 continue
             rel = rel.removeprefix("CUB_200_2011/")
-            if rel.startswith("images/") and rel.lower().endswith(".jpg"):
+            if (rel.startswith("images/") and rel.lower().endswith(".jpg")
+                    and not Path(rel).name.startswith("._")):  # no macOS resource forks
                 images[rel.removeprefix("images/")] = _image_array(tar.extractfile(m).read(), size)
             elif rel in CUB_TEXTS:
                 texts[rel] = tar.extractfile(m).read().decode()

@@ -236,6 +236,7 @@ def _copy_url(url: str, part: Path, timeout: float) -> None:
                 fh.write(block)
                 n += len(block)
     except http.client.IncompleteRead as err:
+        part.unlink(missing_ok=True)
         raise ArchiveError(f"download of {url} was cut short ({err}); re-run.") from err
     except (urllib.error.URLError, OSError) as err:
         part.unlink(missing_ok=True)

@@ -146,7 +146,7 @@ class ResNet(nn.Module):
         out = self.layer2(out)  # [n, 128, H/2, W/2]
         out = self.layer3(out)  # [n, 256, H/4, W/4]
         out = self.layer4(out)  # [n, 512, H/8, W/8]
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # [n, 512]
+        out = out.mean(dim=(2, 3))  # [n, 512]; global average pool (deterministic on CUDA)
         return self.linear(out)  # [n, K]
 
 
@@ -235,7 +235,7 @@ class DenseNetBC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(self.conv1(x))  # [n, 342, H/4, W/4]
-        out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)  # [n, 342]
+        out = F.relu(self.bn(out)).mean(dim=(2, 3))  # [n, 342]; global average pool
         return self.fc(out)  # [n, K]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .augment import InputPipeline, build_augment
+from .augment import InputPipeline, build_input_pipeline
 from .data import SPLITS, load_manifest, load_split
 from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
 from .models import build_model
@@ -142,8 +142,8 @@ def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
     Augmentation runs in pixel space before normalisation, so crop padding is pixel 0
     (SPEC §2: zero padding before normalisation).
     """
-    return InputPipeline(build_augment(cfg.augment, (0.0,), cfg.augment_padding),
-                         meta.get("normalize"))
+    return build_input_pipeline(cfg.augment, cfg.augment_padding, meta.get("normalize"),
+                                meta.get("input_size"))
 
 
 def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:

@@ -32,8 +32,10 @@ import yaml
 from PIL import Image
 
 from selfdistill import download as D
-from selfdistill.augment import build_input_pipeline
+from selfdistill import run
+from selfdistill.augment import InputPipeline, build_input_pipeline
 from selfdistill.data import SPLITS, load_split, prepare_dataset
+from selfdistill.train import TrainConfig
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -344,6 +346,31 @@ def test_tiny_imagenet_prepare(served: tuple[str, Path], tmp_path: Path) -> None
     assert greys == len(TINY_WNIDS)
     np.testing.assert_array_equal(np.bincount(load_split(out, "test").y), [2, 2, 2])
     _check_pipeline(out, "resized_crop_flip", 0, 32)
+    _train_one_epoch(out, "resized_crop_flip", 0)
+
+
+def proposed_build_pipeline(meta: dict, cfg: TrainConfig) -> InputPipeline:
+    """The one-line change proposed for ``selfdistill.run.build_pipeline``."""
+    return build_input_pipeline(cfg.augment, cfg.augment_padding, meta.get("normalize"),
+                                meta.get("input_size"))
+
+
+def _train_one_epoch(data_dir: Path, augment: str, padding: int) -> None:
+    """One real training run (selfdistill.run) on the prepared set: train at input_size,
+    evaluate every split through the matching evaluation view."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run, "build_pipeline", proposed_build_pipeline)
+        cfg = TrainConfig(epochs=1, milestones=(), seed=0, batch_size=4, augment=augment,
+                          augment_padding=padding)
+        spec = run.RunSpec(dataset_dir=str(data_dir), arch="cnn_digits", method="ce",
+                           param=None, seed=0, gen=0, out_dir=str(data_dir.parent / "run"),
+                           train=cfg)
+        run.train_run(spec)
+    preds = np.load(data_dir.parent / "run" / "preds.npz")
+    for split in SPLITS:
+        n = len(load_split(data_dir, split).y)
+        assert preds[f"{split}_logits"].shape == (n, 3)
+        assert np.isfinite(preds[f"{split}_logits"]).all()
 
 
 def test_cub200_prepare(served: tuple[str, Path], tmp_path: Path) -> None:
@@ -361,6 +388,7 @@ def test_cub200_prepare(served: tuple[str, Path], tmp_path: Path) -> None:
     pool = np.concatenate([load_split(out, "train").y, load_split(out, "val").y])
     assert sorted(pool) == sorted(split["train"])
     _check_pipeline(out, "crop_flip", 2, 16)
+    _train_one_epoch(out, "crop_flip", 2)
 
 
 # ------------------------------------------------------------------ Fashion-MNIST
@@ -378,8 +406,10 @@ def test_fashion_mnist_from_local_dir(tmp_path: Path) -> None:
     assert manifest["normalize"]["mean"] == pytest.approx([pixels.mean()])
     assert manifest["normalize"]["std"] == pytest.approx([pixels.std()])
     _check_pipeline(out, "crop_flip", 2, 28)
-    subset = prepare_dataset("fm", {**block, "train_subset": 30}, tmp_path / "sub" / "d" / "fm")
+    subset = prepare_dataset("fm", {**block, "train_subset": 30, "image_size": 14},
+                             tmp_path / "sub" / "d" / "fm")
     assert subset["sizes"] == {"train": 20, "val": 10, "test": 20}
+    assert subset["input_shape"] == [1, 14, 14] and subset["input_size"] == 14
 
 
 def test_fashion_mnist_torchvision_fallback(served: tuple[str, Path], tmp_path: Path) -> None:
@@ -581,3 +611,12 @@ def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Pat
     manifest = json.loads((tmp_path / "results" / "data" / "c10" / "manifest.json").read_text())
     assert manifest["sizes"] == {"train": 40, "val": 10, "test": 20}
     shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)
+
+
+def test_dag_build_import_stays_light() -> None:
+    """download.smk imports selfdistill.download at parse time: no torch/torchvision/PIL."""
+    code = ("import sys, selfdistill.download; print(sorted(m for m in "
+            "('torch', 'torchvision', 'PIL', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

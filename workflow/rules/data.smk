@@ -2,6 +2,8 @@
 
 
 rule prepare_dataset:
+    input:
+        archives=download_input,
     output:
         train="results/data/{dataset}/train.npz",
         val="results/data/{dataset}/val.npz",
