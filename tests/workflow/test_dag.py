@@ -108,3 +108,21 @@ def test_compare_point_missing_from_sweep_is_named(workflow_dir):
                      check=False)
     assert proc.returncode != 0
     assert "compare.ls_eps=0.33" in proc.stdout + proc.stderr
+
+
+def test_paper_dry_run_counts_equal_grid(workflow_dir):
+    """config/paper.yaml plans the whole paper grid (SPEC §5): one job per network."""
+    cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
+    proc = snakemake(workflow_dir, "-n", "all", "--configfile", "config/config.yaml",
+                     "config/paper.yaml")
+    got = job_counts(proc.stdout)
+    want = expected_counts(cfg)
+    for source in sorted({cfg["datasets"][e["dataset"]]["source"] for e in cfg["experiments"]}):
+        want[f"download_{source}"] = 1
+    want.update({f"render_{n}": 1 for n in ("e1", "e2", "e3", "e4", "e5", "claims")}, all=1)
+    assert got == want
+    runs = G.grid(cfg)
+    assert len({(r.dataset, r.arch) for r in runs}) == 6
+    assert all(e["train"]["epochs"] == 150 for e in G.experiments(cfg))
+    milestones = {e["arch"]: e["train"]["milestones"] for e in G.experiments(cfg)}
+    assert milestones["resnet34"] == [50, 100] and milestones["densenet_bc100"] == [75, 112]
