@@ -255,7 +255,9 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                 state.sums = {"loss": 0.0, "correct": 0.0, "n": 0.0}
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
-            first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+            bad_seen = torch.zeros((), dtype=torch.bool, device=device)
+            finite_prefix = torch.zeros((), dtype=torch.int64, device=device)
+            start_step = state.step_in_epoch
             model.train()
             steps = _batches(x_tr, y_tr, state.perm, state.step_in_epoch, cfg.batch_size)
             n_seen = 0
@@ -278,13 +280,14 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                 objective.after_step(model)
                 state.global_step += 1
                 ld = loss.detach()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(ld),
-                                        torch.as_tensor(step, device=device), first_bad)
+                finite = torch.isfinite(ld)  # on device: no per-step host sync
+                finite_prefix += finite & ~bad_seen
+                bad_seen |= ~finite
                 loss_sum += ld.double() * yb.shape[0]
                 n_seen += yb.shape[0]
                 correct += (logits.detach().argmax(1) == yb).sum()
-            bad = int(first_bad)
-            if bad >= 0:
+            if bool(bad_seen):
+                bad = start_step + int(finite_prefix)
                 raise NonFiniteLossError(
                     f"{describe}: non-finite training loss at epoch {state.epoch + 1}, step "
                     f"{bad} (lr {lr}). Lower train.lr or check the inputs; no checkpoint of this "
