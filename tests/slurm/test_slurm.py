@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ..workflow.test_dag import job_counts
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "data" / "tiny.yaml"
 CONFIGS = ["--configfile", "config/config.yaml", "tiny.yaml"]
@@ -91,18 +93,6 @@ def ok(rc: int, text: str, what: str) -> str:
     killed = ", killed at the hard limit" if rc in (124, 137) else ""
     assert rc == 0, f"{what} failed (exit {rc}{killed}):\n{text[-6000:]}"
     return text
-
-
-def job_counts(dry_run: str) -> Counter:
-    """Per-rule job counts from the 'Job stats' table of a dry run."""
-    counts = Counter()
-    for line in dry_run.split("Job stats:")[1].splitlines()[3:]:
-        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 def submissions(text: str) -> dict[str, str]:
