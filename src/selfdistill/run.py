@@ -154,10 +154,6 @@ def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
     return fingerprint(payload)
 
 
-def outputs_complete(out_dir: str | Path) -> bool:
-    return all((Path(out_dir) / f).exists() for f in OUTPUT_FILES)
-
-
 def spec_from_params(params: Mapping[str, Any]) -> RunSpec:
     """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`."""
     p = dict(params)
