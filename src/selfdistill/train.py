@@ -133,14 +133,23 @@ def select_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
-def set_determinism(enabled: bool, device: torch.device) -> None:
-    """Deterministic kernels (config switch on GPU; always deterministic on CPU here)."""
+def set_determinism(enabled: bool, device: torch.device, compiling: bool = False) -> None:
+    """Deterministic kernels (config switch on GPU; always deterministic on CPU here).
+
+    ``torch.use_deterministic_algorithms`` also sets the flag of torch.compile's backend,
+    and to do so imports ``torch._inductor`` (measured: 5.4 s per process on this kind of
+    CPU, more than a whole MNIST-1D run). Without compilation that flag is never read, so
+    only the ATen flag is set then; with ``compile`` the public call is used.
+    """
     if device.type == "cuda":
         if enabled:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = not enabled
         torch.backends.cudnn.deterministic = enabled
-    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    if compiling or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(enabled, warn_only=False)
+    elif torch.are_deterministic_algorithms_enabled() != enabled:
+        torch._C._set_deterministic_algorithms(enabled, warn_only=False)
 
 
 def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
@@ -223,7 +232,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
     ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
     ``describe`` names the run in error messages (method, seed, generation).
     """
-    set_determinism(cfg.deterministic, device)
+    set_determinism(cfg.deterministic, device, cfg.compile)
     model.to(device)
     if cfg.channels_last and train.x.ndim == 4:
         model.to(memory_format=torch.channels_last)
