@@ -42,12 +42,13 @@ def _merge(base: dict, new: dict) -> None:
 
 def expected_counts(cfg: dict) -> Counter:
     runs = G.grid(cfg)
-    want = Counter(measure=len(runs), collect=1, prepare_dataset=len({r.dataset for r in runs}))
+    want = Counter(collect=1, prepare_dataset=len({r.dataset for r in runs}))
     if cfg["execution"]["bundle"] == "seed":
         for exp in G.experiments(cfg):
-            want[f"train_bundle_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
+            for kind in ("train", "measure"):
+                want[f"{kind}_bundle_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
     else:
-        want["train"] = len(runs)
+        want["train"] = want["measure"] = len(runs)
     return want
 
 

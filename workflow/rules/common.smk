@@ -61,10 +61,24 @@ def run_params(wildcards):
     return G.run_params(config, run_of(wildcards))
 
 
-def bundle_outputs(exp):
-    """Output files of one (dataset, arch) bundle job, with a {seed} wildcard."""
+def bundle_files(exp, names):
+    """Files ``names`` of every run of one (dataset, arch) bundle, with a {seed} wildcard."""
     runs = G.experiment_runs(exp, ["{seed}"])
-    return [f"{G.run_dir(r)}/{name}" for r in runs for name in RUN_FILES]
+    return [f"{G.run_dir(r)}/{name}" for r in runs for name in names]
+
+
+def bundle_outputs(exp):
+    """Output files of one (dataset, arch) training bundle job, with a {seed} wildcard."""
+    return bundle_files(exp, RUN_FILES)
+
+
+def bundle_runs(exp):
+    """Input function: wildcards of each run of one bundle, in DAG order."""
+
+    def runs(wildcards):
+        return [r.wildcards for r in G.experiment_runs(exp, [int(wildcards.seed)])]
+
+    return runs
 
 
 def bundle_params(exp):

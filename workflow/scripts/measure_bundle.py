@@ -1,0 +1,8 @@
+"""Wrapper of the measure_bundle rules: selfdistill.measure.measure_run for each run of a
+bundle (outputs in the order of the rule's inputs)."""
+from selfdistill.measure import measure_run
+
+for preds, run, metrics, reliability in zip(snakemake.input.preds, snakemake.params.runs,
+                                            snakemake.output.metrics,
+                                            snakemake.output.reliability, strict=True):
+    measure_run(preds, run, metrics, reliability, **snakemake.params.bins)
