@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["NO_PARAM", "Run", "data_dir", "experiment_runs", "find_experiment", "run_params", "experiments", "format_param", "grid",
+__all__ = ["BUNDLE_MODES", "NO_PARAM", "Run", "bundle_parts", "data_dir", "experiment_runs", "find_experiment", "run_params", "experiments", "format_param", "grid",
            "param_key", "run_dir", "teacher_of", "validate_config"]
 
 NO_PARAM = "none"
@@ -84,6 +84,27 @@ def experiment_runs(exp: Mapping[str, Any], seeds: list[int]) -> list[Run]:
         for method, key in SWEEP_KEYS.items():
             runs += [Run(d, a, method, format_param(v), seed, 0) for v in exp["sweeps"][key]]
     return runs
+
+
+BUNDLE_MODES = ("none", "seed", "chain")
+
+
+def bundle_parts(exp: Mapping[str, Any], mode: str, seed: int | str) -> dict[str, list[Run]]:
+    """Training jobs of one (dataset, arch, seed) when networks are bundled, in DAG order.
+
+    ``seed``: one job with every run of the seed. ``chain``: two independent jobs, the
+    CE → SD generation chain and the LS/ER/BS baselines (which share only the CE
+    initialisation seed, not a file), so the two halves of a seed can run side by side.
+    Parts without runs are left out. ``none`` has no bundles (one job per network).
+    """
+    runs = experiment_runs(exp, [seed])  # type: ignore[list-item]
+    if mode == "seed":
+        return {"bundle": runs}
+    if mode == "chain":
+        parts = {"chain": [r for r in runs if r.method in ("ce", "sd")],
+                 "baselines": [r for r in runs if r.method not in ("ce", "sd")]}
+        return {k: v for k, v in parts.items() if v}
+    raise ValueError(f"execution.bundle: {mode!r} has no bundles; known: {BUNDLE_MODES}")
 
 
 def grid(config: Mapping[str, Any]) -> list[Run]:

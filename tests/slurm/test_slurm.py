@@ -50,7 +50,8 @@ pytestmark = [
 
 
 def is_training(rule: str) -> bool:
-    return rule == "train" or rule.startswith("train_bundle_")
+    return rule == "train" or rule.startswith(("train_bundle_", "train_chain_",
+                                                "train_baselines_"))
 
 
 def copy_workflow(dest: Path, *extra: Path) -> Path:

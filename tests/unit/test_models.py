@@ -56,8 +56,8 @@ def test_parameter_count(
 def test_count_parameters_skips_frozen() -> None:
     model = build_model("mlp", 10, (1, 40))
     total = count_parameters(model)
-    model[1].weight.requires_grad_(False)  # Linear(40, 256)
-    assert count_parameters(model) == total - 40 * 256
+    model[1].weight.requires_grad_(False)  # Linear(40, 128)
+    assert count_parameters(model) == total - 40 * 128
 
 
 def test_unknown_name_lists_known_names() -> None:

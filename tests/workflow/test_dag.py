@@ -43,10 +43,12 @@ def _merge(base: dict, new: dict) -> None:
 def expected_counts(cfg: dict) -> Counter:
     runs = G.grid(cfg)
     want = Counter(collect=1, prepare_dataset=len({r.dataset for r in runs}))
-    if cfg["execution"]["bundle"] == "seed":
+    mode = cfg["execution"]["bundle"]
+    if mode != "none":
         for exp in G.experiments(cfg):
-            for kind in ("train", "measure"):
-                want[f"{kind}_bundle_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
+            for part in G.bundle_parts(exp, mode, 0):
+                for kind in ("train", "measure"):
+                    want[f"{kind}_{part}_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
     else:
         want["train"] = want["measure"] = len(runs)
     return want
@@ -57,7 +59,7 @@ def test_lint(workflow_dir):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("bundle", ["seed", "none"])
+@pytest.mark.parametrize("bundle", ["seed", "chain", "none"])
 def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
     cfg = load_config(REPO / "config" / "config.yaml")
     cfg["execution"]["bundle"] = bundle

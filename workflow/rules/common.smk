@@ -61,31 +61,39 @@ def run_params(wildcards):
     return G.run_params(config, run_of(wildcards))
 
 
-def bundle_files(exp, names):
-    """Files ``names`` of every run of one (dataset, arch) bundle, with a {seed} wildcard."""
-    runs = G.experiment_runs(exp, ["{seed}"])
-    return [f"{G.run_dir(r)}/{name}" for r in runs for name in names]
+def bundle_parts(exp):
+    """Bundled training jobs of one (dataset, arch): part name -> runs with a {seed} wildcard."""
+    return G.bundle_parts(exp, BUNDLE, "{seed}")
 
 
-def bundle_outputs(exp):
-    """Output files of one (dataset, arch) training bundle job, with a {seed} wildcard."""
-    return bundle_files(exp, RUN_FILES)
+def bundle_files(exp, part, names):
+    """Files ``names`` of every run of one bundle part, with a {seed} wildcard."""
+    return [f"{G.run_dir(r)}/{name}" for r in bundle_parts(exp)[part] for name in names]
 
 
-def bundle_runs(exp):
+def bundle_outputs(exp, part):
+    """Output files of one training bundle job, with a {seed} wildcard."""
+    return bundle_files(exp, part, RUN_FILES)
+
+
+def _part_runs(exp, part, seed):
+    return G.bundle_parts(exp, BUNDLE, int(seed))[part]
+
+
+def bundle_runs(exp, part):
     """Input function: wildcards of each run of one bundle, in DAG order."""
 
     def runs(wildcards):
-        return [r.wildcards for r in G.experiment_runs(exp, [int(wildcards.seed)])]
+        return [r.wildcards for r in _part_runs(exp, part, wildcards.seed)]
 
     return runs
 
 
-def bundle_params(exp):
+def bundle_params(exp, part):
     """Input function: the run descriptions of one bundle, in DAG order."""
 
     def params(wildcards):
-        return [G.run_params(config, r) for r in G.experiment_runs(exp, [int(wildcards.seed)])]
+        return [G.run_params(config, r) for r in _part_runs(exp, part, wildcards.seed)]
 
     return params
 
@@ -114,9 +122,9 @@ def bundle_mem_mb(exp):
     return mem_mb
 
 
-def bundle_runtime(exp):
-    """Minutes per bundle: per-network runtime x networks per seed x attempt."""
-    n = len(G.experiment_runs(exp, [0]))
+def bundle_runtime(exp, part):
+    """Minutes per bundle: per-network runtime x networks in the bundle x attempt."""
+    n = len(bundle_parts(exp)[part])
 
     def runtime(wildcards, attempt):
         return exp["resources"]["runtime"] * n * attempt

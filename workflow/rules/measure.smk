@@ -25,25 +25,26 @@ else:
     # With bundled training, one measure job per bundle: the same per-run outputs from one
     # process instead of one process per network (each start costs about a second).
     for _exp in G.experiments(config):
+        for _part in bundle_parts(_exp):
 
-        rule:
-            name:
-                f"measure_bundle_{_exp['dataset']}_{_exp['arch']}"
-            input:
-                preds=bundle_files(_exp, ["preds.npz"]),
-            output:
-                metrics=bundle_files(_exp, ["metrics.csv"]),
-                reliability=bundle_files(_exp, ["reliability.csv"]),
-            params:
-                runs=bundle_runs(_exp),
-                bins=measure_params,
-            log:
-                f"logs/measure_bundle/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
-            localrule: True
-            conda:
-                "../../envs/selfdistill.yaml"
-            script:
-                "../scripts/measure_bundle.py"
+            rule:
+                name:
+                    f"measure_{_part}_{_exp['dataset']}_{_exp['arch']}"
+                input:
+                    preds=bundle_files(_exp, _part, ["preds.npz"]),
+                output:
+                    metrics=bundle_files(_exp, _part, ["metrics.csv"]),
+                    reliability=bundle_files(_exp, _part, ["reliability.csv"]),
+                params:
+                    runs=bundle_runs(_exp, _part),
+                    bins=measure_params,
+                log:
+                    f"logs/measure_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
+                localrule: True
+                conda:
+                    "../../envs/selfdistill.yaml"
+                script:
+                    "../scripts/measure_bundle.py"
 
 
 rule collect:

@@ -1,5 +1,7 @@
 # Training (SPEC §2 recipe, §3 methods). One job per network (execution.bundle: none), or
-# one job per (dataset, arch, seed) that trains that seed's runs in DAG order (bundle: seed).
+# one job per (dataset, arch, seed) that trains that seed's runs in DAG order (bundle: seed,
+# rules train_bundle_<dataset>_<arch>), or two per seed (bundle: chain): the CE -> SD chain
+# (train_chain_*) and the LS/ER/BS baselines (train_baselines_*).
 RUN_DIR = "results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
 
 if BUNDLE == "none":
@@ -31,26 +33,30 @@ if BUNDLE == "none":
 
 else:
     for _exp in G.experiments(config):
+        for _part in bundle_parts(_exp):
 
-        rule:
-            name:
-                f"train_bundle_{_exp['dataset']}_{_exp['arch']}"
-            input:
-                manifest=f"results/data/{_exp['dataset']}/manifest.json",
-            output:
-                bundle_outputs(_exp),
-            params:
-                specs=bundle_params(_exp),
-            threads: config["execution"]["threads"]
-            resources:
-                gpu=_exp["resources"]["gpu"],
-                mem_mb=bundle_mem_mb(_exp),
-                runtime=bundle_runtime(_exp),
-            log:
-                f"logs/train_bundle/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
-            benchmark:
-                f"benchmarks/train_bundle/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.tsv"
-            conda:
-                "../../envs/selfdistill.yaml"
-            script:
-                "../scripts/train_bundle.py"
+            rule:
+                name:
+                    f"train_{_part}_{_exp['dataset']}_{_exp['arch']}"
+                input:
+                    manifest=f"results/data/{_exp['dataset']}/manifest.json",
+                output:
+                    bundle_outputs(_exp, _part),
+                params:
+                    specs=bundle_params(_exp, _part),
+                threads: config["execution"]["threads"]
+                # Longest first: bundles with more networks start first, so the short
+                # ones fill the cores at the end (shorter makespan).
+                priority: len(bundle_parts(_exp)[_part])
+                resources:
+                    gpu=_exp["resources"]["gpu"],
+                    mem_mb=bundle_mem_mb(_exp),
+                    runtime=bundle_runtime(_exp, _part),
+                log:
+                    f"logs/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
+                benchmark:
+                    f"benchmarks/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.tsv"
+                conda:
+                    "../../envs/selfdistill.yaml"
+                script:
+                    "../scripts/train_bundle.py"
