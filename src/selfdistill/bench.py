@@ -84,67 +84,153 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
-             batch: int = 128) -> Step:
-    """Our path: tensors in memory, seeded permutation, batched augmentation, no sync."""
+             batch: int = 128, fast: bool = True, device: str = "cpu") -> Step:
+    """Our path: tensors in memory, seeded permutation, batched augmentation, no sync.
+
+    ``fast`` adds the device switches of the pipeline (channels_last for images, bf16
+    autocast on CUDA); without it only the data path differs from :func:`authors_step`.
+    """
+    dev = torch.device(device)
     x, y, k = synthetic(kind, steps * batch)
+    x, y = x.to(dev), y.to(dev)
     torch.manual_seed(0)
-    model = build_model(arch, k, tuple(x.shape[1:]))
-    obj = _objective(objective, arch, k, tuple(x.shape[1:]))
+    model = build_model(arch, k, tuple(x.shape[1:])).to(dev)
+    obj = _objective(objective, arch, k, tuple(x.shape[1:]), dev)
     opt, pipe = _sgd(model), our_pipeline(kind)
     gen = torch.Generator().manual_seed(0)
+    channels_last = fast and x.dim() == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
 
     def run() -> int:
         model.train()
-        perm = torch.randperm(len(y), generator=gen)
-        acc = torch.zeros(())
+        perm = torch.randperm(len(y), generator=gen).to(dev)
+        acc = torch.zeros((), device=dev)
         for lo in range(0, len(y), batch):
             idx = perm[lo:lo + batch]
             xb = pipe.train(x.index_select(0, idx), gen)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             yb = y.index_select(0, idx)
-            logits = model(xb)
-            loss = obj.loss(logits, xb, yb)
+            with torch.autocast(dev.type, dtype=torch.bfloat16,
+                                enabled=fast and dev.type == "cuda"):
+                logits = model(xb)
+                loss = obj.loss(logits.float(), xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             obj.after_step(model)
             acc += loss.detach()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return len(y)
 
     return run
 
 
-def authors_step(kind: str, arch: str, steps: int, batch: int = 128, workers: int = 2) -> Step:
-    """Authors'-style: Dataset + torchvision transforms + DataLoader, fp32, `.item()` per step."""
+def authors_step(kind: str, arch: str, steps: int, batch: int = 128, workers: int = 2,
+                 sync: bool = True, device: str = "cpu") -> Step:
+    """Authors'-style: Dataset + torchvision transforms + DataLoader, fp32, NCHW, and
+    (``sync``) a `.item()` per step; without ``sync`` only the data path differs from
+    :func:`our_step` with ``fast=False``."""
+    dev = torch.device(device)
     x, y, k = synthetic(kind, steps * batch)
     torch.manual_seed(0)
-    model = build_model(arch, k, tuple(x.shape[1:]))
+    model = build_model(arch, k, tuple(x.shape[1:])).to(dev)
     opt = _sgd(model)
     loader = torch.utils.data.DataLoader(_ItemDataset(x, y, torchvision_transform(kind)),
                                          batch_size=batch, shuffle=True, num_workers=workers,
-                                         persistent_workers=workers > 0)
+                                         persistent_workers=workers > 0,
+                                         pin_memory=dev.type == "cuda")
     criterion = nn.CrossEntropyLoss()
 
     def run() -> int:
         model.train()
-        total = 0.0
+        total = torch.zeros((), device=dev)
         for xb, yb in loader:
+            xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
             loss = criterion(model(xb), yb)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item()  # per-step host synchronisation
+            if sync:
+                total += loss.item()  # per-step host synchronisation
+            else:
+                total += loss.detach()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         return len(y)
 
     return run
 
 
-def _objective(name: str, arch: str, k: int, shape: tuple[int, ...]) -> Objective:
+def data_only(kind: str, steps: int, ours: bool, batch: int = 128, workers: int = 2) -> Step:
+    """Batches of one epoch and nothing else: the data path's own cost, no model."""
+    x, y, _ = synthetic(kind, steps * batch)
+    if ours:
+        pipe, gen = our_pipeline(kind), torch.Generator().manual_seed(0)
+
+        def run_ours() -> int:
+            perm = torch.randperm(len(y), generator=gen)
+            for lo in range(0, len(y), batch):
+                idx = perm[lo:lo + batch]
+                pipe.train(x.index_select(0, idx), gen)
+                y.index_select(0, idx)
+            return len(y)
+
+        return run_ours
+    loader = torch.utils.data.DataLoader(_ItemDataset(x, y, torchvision_transform(kind)),
+                                         batch_size=batch, shuffle=True, num_workers=workers,
+                                         persistent_workers=workers > 0)
+
+    def run_loader() -> int:
+        for _ in loader:
+            pass
+        return len(y)
+
+    return run_loader
+
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets.
+BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def flops_per_image(arch: str, shape: tuple[int, ...], k: int, batch: int = 128,
+                    device: str = "cpu") -> float:
+    """Training FLOPs per example (forward + backward) counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dev = torch.device(device)
+    model = build_model(arch, k, shape).to(dev)
+    x = torch.randn(batch, *shape, device=dev)
+    y = torch.randint(0, k, (batch,), device=dev)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / batch
+
+
+def gpu_peak_fraction(steps: int, rounds: int) -> dict[str, Any]:
+    """ResNet-34 (K=100) at batch 128, our fast path on CUDA: images/s and share of the
+    device's dense bf16 peak (FLOPs per image × images/s ÷ peak)."""
+    name = torch.cuda.get_device_name()
+    peak = next((v for key, v in BF16_PEAK.items() if key in name), None)
+    step = our_step("cifar", "resnet34", steps, device="cuda")
+    rows = interleave({"ours": step}, rounds)
+    ips = statistics.median(r["examples_per_s"] for r in rows)
+    fpi = flops_per_image("resnet34", (3, 32, 32), 10, device="cuda")
+    return {"device": name, "images_per_s": ips, "flops_per_image": fpi,
+            "bf16_peak_flops": peak, "fraction_of_peak": fpi * ips / peak if peak else None}
+
+
+def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
+               device: torch.device | None = None) -> Objective:
+    dev = device or torch.device("cpu")
     if name == "sd":
         torch.manual_seed(1)
-        return SelfDistillation(build_model(arch, k, shape))
+        return SelfDistillation(build_model(arch, k, shape).to(dev))
     if name == "bs":
         torch.manual_seed(2)
-        return BetaSmoothing(build_model(arch, k, shape), 3.0, 0.6,
+        return BetaSmoothing(build_model(arch, k, shape).to(dev), 3.0, 0.6,
                              torch.Generator().manual_seed(derive_seed(0, "beta")))
     return CrossEntropy()
 
@@ -286,39 +372,58 @@ def _log_span(workdir: Path) -> float:
 
 def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
     torch.set_num_threads(1)
+    cuda = torch.cuda.is_available()
+    dev = "cuda" if cuda else "cpu"
     results: dict[str, Any] = {}
     md = ["# Benchmark", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"device cpu; {rounds} interleaved rounds of {steps} steps, batch 128.", ""]
+          f"device {torch.cuda.get_device_name() if cuda else 'cpu'}; {rounds} interleaved "
+          f"rounds of {steps} steps, batch 128.", ""]
     # ResNet-18 only on a GPU: on a CPU thread one of its steps takes seconds, so the
     # CIFAR-shaped comparison uses the small 2D CNN there.
-    cifar_arch = "resnet18" if torch.cuda.is_available() and not small else "cnn_digits"
+    cifar_arch = "resnet18" if cuda and not small else "cnn_digits"
     cifar_steps = max(2, steps // 4)
-    suites = {
-        "data_path_mnist1d": ({"ours": our_step("mnist1d", "cnn1d", steps),
-                               "dataloader": authors_step("mnist1d", "cnn1d", steps)},
-                              ("dataloader", "ours")),
-        "data_path_cifar": ({"ours": our_step("cifar", cifar_arch, cifar_steps),
-                             "dataloader": authors_step("cifar", cifar_arch, cifar_steps)},
-                            ("dataloader", "ours")),
-        "method_cost_mnist1d": ({"ce": our_step("mnist1d", "cnn1d", steps),
-                                 "sd": our_step("mnist1d", "cnn1d", steps, "sd"),
-                                 "bs": our_step("mnist1d", "cnn1d", steps, "bs")}, None),
-    }
-    md += ["| comparison | median | min | max |", "|---|---|---|---|"]
-    for name, (variants, pair) in suites.items():
+    loader = "DataLoader(num_workers=2)"
+    suites: dict[str, tuple[dict[str, Step], tuple[str, str] | None, str]] = {}
+    for kind, arch, n in (("mnist1d", "cnn1d", steps), ("cifar", cifar_arch, cifar_steps)):
+        suites[f"data_only_{kind}"] = (
+            {"ours": data_only(kind, n, True), "dataloader": data_only(kind, n, False)},
+            ("dataloader", "ours"), f"{kind}, batches only (no model): ours ÷ {loader}")
+        suites[f"data_path_{kind}"] = (
+            {"ours": our_step(kind, arch, n, fast=False, device=dev),
+             "dataloader": authors_step(kind, arch, n, sync=False, device=dev)},
+            ("dataloader", "ours"), f"{kind}/{arch}, same step, data path: ours ÷ {loader}")
+        suites[f"full_step_{kind}"] = (
+            {"ours": our_step(kind, arch, n, device=dev),
+             "authors": authors_step(kind, arch, n, device=dev)},
+            ("authors", "ours"),
+            f"{kind}/{arch}, full step: ours ÷ authors' loop ({loader}, fp32, NCHW, .item())")
+    suites["method_cost_mnist1d"] = ({"ce": our_step("mnist1d", "cnn1d", steps, device=dev),
+                                      "sd": our_step("mnist1d", "cnn1d", steps, "sd",
+                                                     device=dev),
+                                      "bs": our_step("mnist1d", "cnn1d", steps, "bs",
+                                                     device=dev)}, None, "")
+    md += ["| comparison (examples/s, or time for epoch ratios) | median | min | max |",
+           "|---|---|---|---|"]
+    for name, (variants, pair, label) in suites.items():
         rows = interleave(variants, rounds)
         write_csv(out / f"{name}.csv", rows)
         if pair:
             r = ratios(rows, pair[1], pair[0], invert=True)
             results[name] = r
-            md.append(f"| {name}: ours ÷ DataLoader (examples/s) | {r['median']:.2f}× | "
-                      f"{r['min']:.2f}× | {r['max']:.2f}× |")
+            md.append(f"| {label} | {r['median']:.2f}× | {r['min']:.2f}× | {r['max']:.2f}× |")
         else:
             for m in ("sd", "bs"):
                 r = ratios(rows, m, "ce")
                 results[f"{m}_over_ce"] = r
-                md.append(f"| {m.upper()} epoch ÷ CE epoch (time) | {r['median']:.2f} | "
-                          f"{r['min']:.2f} | {r['max']:.2f} |")
+                md.append(f"| {m.upper()} epoch ÷ CE epoch (time), mnist1d/cnn1d | "
+                          f"{r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} |")
+    if cuda and not small:
+        g = gpu_peak_fraction(max(steps, 50), rounds)
+        write_csv(out / "gpu_peak.csv", [g])
+        frac = "n/a" if g["fraction_of_peak"] is None else f"{100 * g['fraction_of_peak']:.1f} %"
+        md += ["", f"ResNet-34 bs128 bf16 channels_last on {g['device']}: "
+               f"{g['images_per_s']:.0f} images/s × {g['flops_per_image'] / 1e9:.2f} GFLOP "
+               f"per image = {frac} of the dense bf16 peak."]
     ok = True
     md += ["", "## Faithfulness: fast vs reference path on identical views (fp32)", "",
            "| method | steps | max abs loss difference | within 1e-5 |", "|---|---|---|---|"]
@@ -334,8 +439,9 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
             md.append(f"| {kind}/{arch} {method} | {len(f)} | {diff:.2e} | "
                       f"{'yes' if diff <= 1e-5 else 'NO'} |")
     write_csv(out / "faithfulness.csv", faith_rows)
-    md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device)."
-           if not torch.cuda.is_available() else "", ""]
+    if not cuda:
+        md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device)."]
+    md.append("")
     write_text(out / "summary.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return ok

@@ -10,12 +10,15 @@ from selfdistill import bench
 def test_bench_small_writes_outputs_and_is_faithful(tmp_path):
     ok = bench.run_benchmark(tmp_path, rounds=1, steps=3, small=True)
     assert ok
-    for name in ("data_path_mnist1d", "data_path_cifar", "method_cost_mnist1d", "faithfulness"):
+    for name in ("data_only_mnist1d", "data_path_mnist1d", "full_step_mnist1d",
+                 "data_only_cifar", "data_path_cifar", "full_step_cifar", "method_cost_mnist1d",
+                 "faithfulness"):
         assert (tmp_path / f"{name}.csv").exists()
     rows = list(csv.DictReader(open(tmp_path / "faithfulness.csv")))
     assert {r["method"] for r in rows} == {"ce", "sd", "bs"}
     assert all(float(r["max_abs_diff"]) <= 1e-5 for r in rows)
-    assert "ours ÷ DataLoader" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "ours ÷ DataLoader" in summary and "ours ÷ authors' loop" in summary
 
 
 @pytest.mark.parametrize("method", ["sd", "bs"])
@@ -51,3 +54,12 @@ def test_outside_training_share_from_a_run_dir(tmp_path):
     share = bench.outside_training_share(tmp_path, cores=2)
     assert share["wall_s"] == 100.0
     assert share["share_outside_training"] == 0.25
+
+
+def test_flops_per_image_counts_forward_and_backward():
+    """mlp on 40 inputs: 3 linear layers; fwd 2*MACs, bwd 2x fwd (input + weight grads),
+    except the first layer's input gradient, which autograd skips (input needs no grad)."""
+    macs = 40 * 128 + 128 * 128 + 128 * 10
+    first_input_grad = 40 * 128
+    want = 2 * macs + 2 * (2 * macs - first_input_grad)
+    assert bench.flops_per_image("mlp", (1, 40), 10, batch=4) == want
