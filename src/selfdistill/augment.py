@@ -242,6 +242,12 @@ class InputPipeline:
             self.std = torch.tensor(normalize["std"]).view(1, -1, 1, 1)
         self.eval_transform = eval_transform
 
+    @property
+    def deterministic_train(self) -> bool:
+        """True when the training view of an example is its evaluation view (no random
+        augmentation), so it is the same in every epoch."""
+        return self.augment is _identity and self.eval_transform is None
+
     def _scale(self, x: Tensor) -> Tensor:
         return x.float().div_(255.0) if x.dtype == torch.uint8 else x
 

@@ -101,6 +101,10 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
     channels_last = fast and x.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    cached = pipe.deterministic_train  # as in fit: e.g. the SD teacher's logits, once
+    if cached:
+        obj.precompute(lambda net: torch.cat([net(pipe.eval(x[lo:lo + batch]))
+                                              for lo in range(0, len(y), batch)]))
 
     def run() -> int:
         model.train()
@@ -115,7 +119,7 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
             with torch.autocast(dev.type, dtype=torch.bfloat16,
                                 enabled=fast and dev.type == "cuda"):
                 logits = model(xb)
-                loss = obj.loss(logits.float(), xb, yb)
+                loss = obj.loss(logits.float(), xb, yb, idx if cached else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -288,10 +292,14 @@ def reference_losses(kind: str, arch: str, method: str, steps: int,
     ref_net = getattr(aux, "teacher", None) or getattr(aux, "ema", None)
     beta_gen = torch.Generator().manual_seed(derive_seed(0, "beta"))
     opt_f, opt_r = _sgd(fast), _sgd(ref)
+    cached = pipe.deterministic_train  # the fast path's cached teacher logits, as in fit
+    if cached:
+        obj.precompute(lambda net: torch.cat([net(xb) for xb, _ in views]))
     out_f, out_r = [], []
     for s, (xb, yb) in enumerate(views, start=1):
         fast.train()
-        loss_f = obj.loss(fast(xb), xb, yb)
+        idx = torch.arange((s - 1) * batch, s * batch) if cached else None
+        loss_f = obj.loss(fast(xb), xb, yb, idx)
         opt_f.zero_grad()
         loss_f.backward()
         opt_f.step()

@@ -8,6 +8,7 @@ in :mod:`selfdistill.losses`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,11 +24,16 @@ class Objective:
 
     name = "base"
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimiser step."""
+
+    def precompute(self, forward_all: Callable[[nn.Module], Tensor]) -> None:
+        """Cache what does not change during training; ``forward_all(net)`` is ``net`` on
+        every training example's view, in order. Called only when the training views are
+        deterministic (no augmentation); ``loss`` then gets the batch's indices ``idx``."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -39,7 +45,7 @@ class Objective:
 class CrossEntropy(Objective):
     name = "ce"
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.cross_entropy(logits, y)
 
 
@@ -49,7 +55,7 @@ class LabelSmoothing(Objective):
     def __init__(self, eps: float, spread: str = "others") -> None:
         self.eps, self.spread = eps, spread
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.label_smoothing(logits, y, self.eps, self.spread)
 
 
@@ -59,7 +65,7 @@ class EntropyRegularization(Objective):
     def __init__(self, beta: float) -> None:
         self.beta = beta
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.entropy_regularized(logits, y, self.beta)
 
 
@@ -75,13 +81,26 @@ class SelfDistillation(Objective):
             p.requires_grad_(False)
         self.alpha, self.temperature = alpha, temperature
         self.student_temperature, self.t_squared = student_temperature, t_squared
+        self.table: Tensor | None = None
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        with torch.inference_mode():
-            teacher_logits = self.teacher(x)  # [n, K], BN running statistics
-        return losses.self_distillation(logits, y, teacher_logits.clone(), self.alpha,
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
+        if self.table is not None and idx is not None:
+            teacher_logits = self.table.index_select(0, idx)  # [n, K], same values
+        else:
+            with torch.inference_mode():
+                teacher_logits = self.teacher(x)  # [n, K], BN running statistics
+            teacher_logits = teacher_logits.clone()  # a normal tensor again
+        return losses.self_distillation(logits, y, teacher_logits, self.alpha,
                                         self.temperature, self.student_temperature,
                                         self.t_squared)
+
+    @torch.no_grad()
+    def precompute(self, forward_all: Callable[[nn.Module], Tensor]) -> None:
+        """The frozen teacher in eval mode is a fixed function of its input, so without
+        augmentation its logits on each training example are the same every epoch: one
+        pass stores them (``table`` [n_train, K]) instead of a teacher forward per step."""
+        self.teacher.eval()
+        self.table = forward_all(self.teacher)
 
 
 class BetaSmoothing(Objective):
@@ -105,7 +124,7 @@ class BetaSmoothing(Objective):
         u = torch.rand(n, generator=self.generator, dtype=torch.float64)
         return u.pow(1.0 / self.a).float().to(device)  # [n] ~ Beta(a, 1)
 
-    def loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         with torch.no_grad():
             ranking_logits = self.ema(x)  # [n, K], train mode: batch statistics
         b = self.sample(y.shape[0], logits.device)

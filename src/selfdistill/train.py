@@ -153,11 +153,26 @@ def set_determinism(enabled: bool, device: torch.device, compiling: bool = False
 
 
 def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
-             batch_size: int) -> Iterator[tuple[int, Tensor, Tensor]]:
+             batch_size: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     n = perm.shape[0]
     for step, lo in enumerate(range(start_step * batch_size, n, batch_size), start=start_step):
         idx = perm[lo:lo + batch_size].to(x.device, non_blocking=True)
-        yield step, x.index_select(0, idx), y.index_select(0, idx)
+        yield step, idx, x.index_select(0, idx), y.index_select(0, idx)
+
+
+def _forward_views(net: nn.Module, x: Tensor, pipeline: InputPipeline, cfg: TrainConfig,
+                   device: torch.device) -> Tensor:
+    """``net`` on the training view of every example, in order, in training-size batches,
+    under the step's autocast and memory format (for :meth:`Objective.precompute`)."""
+    outs = []
+    for lo in range(0, x.shape[0], cfg.batch_size):
+        xb = pipeline.eval(x[lo:lo + cfg.batch_size])
+        if cfg.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16,
+                            enabled=cfg.bf16 and device.type == "cuda"):
+            outs.append(net(xb))
+    return torch.cat(outs)
 
 
 @torch.inference_mode()
@@ -250,6 +265,9 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
     step_fn = torch.compile(model) if cfg.compile else model
     state, resumed_from = _try_resume(resume_path, fingerprint_id, model, opt, sched,
                                       objective, gens, device, describe)
+    fixed_views = pipeline.deterministic_train
+    if fixed_views:  # e.g. the SD teacher's logits, computed once (same values every epoch)
+        objective.precompute(lambda net: _forward_views(net, x_tr, pipeline, cfg, device))
 
     def save_resume() -> None:
         if resume_path is not None:
@@ -270,7 +288,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
             model.train()
             steps = _batches(x_tr, y_tr, state.perm, state.step_in_epoch, cfg.batch_size)
             n_seen = 0
-            for step, xb, yb in steps:
+            for step, idx, xb, yb in steps:
                 if sigterm.raised:
                     _flush_sums(state, loss_sum, correct, n_seen, step)
                     save_resume()
@@ -282,7 +300,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                 with torch.autocast(device.type, dtype=torch.bfloat16,
                                     enabled=cfg.bf16 and device.type == "cuda"):
                     logits = step_fn(xb)  # [b, K]
-                    loss = objective.loss(logits.float(), xb, yb)
+                    loss = objective.loss(logits.float(), xb, yb,
+                                          idx if fixed_views else None)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -203,3 +203,55 @@ def test_digits_embedded_dataset_trains(tmp_path):
                                out_dir=str(tmp_path / "run"),
                                train=TrainConfig(epochs=2, milestones=(1,), seed=0)))
     assert record["best_val_accuracy"] > 0.5
+
+
+class _CountingNet(nn.Module):
+    """Wraps a network and counts the examples it has been run on."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.seen = net, 0
+
+    def forward(self, x):
+        self.seen += x.shape[0]
+        return self.net(x)
+
+
+def _sd_fit(data_dir, augment, cached):
+    from selfdistill.augment import build_input_pipeline
+
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    torch.manual_seed(7)
+    teacher = build_model("cnn1d", 10, (1, 40))
+    teacher.train()
+    teacher(torch.randn(256, 1, 40) * 2 + 0.5)  # non-trivial BN running statistics
+    counting = _CountingNet(teacher)
+    obj = SelfDistillation(counting)
+    pipe = build_input_pipeline(augment, 4, None, None)
+    if not cached:  # force the per-step teacher forward
+        pipe = type("NoCache", (type(pipe),), {"deterministic_train": False})(
+            pipe.augment, None, pipe.eval_transform)
+    torch.manual_seed(1)
+    model = build_model("cnn1d", 10, (1, 40))
+    cfg = TrainConfig(epochs=3, milestones=(2,), seed=0, augment=augment)
+    result = fit(model, obj, train, val, cfg, torch.device("cpu"), pipeline=pipe)
+    weights = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+    return result.history, weights, counting.seen, obj.table, len(train.y)
+
+
+def test_sd_teacher_logits_cached_without_augmentation_change_nothing(data_dir):
+    """Without augmentation the eval-mode teacher's logits are computed once (one pass over
+    the training set instead of one forward per step); training is unchanged."""
+    hist_c, w_c, seen_c, table, n = _sd_fit(data_dir, "none", cached=True)
+    hist_s, w_s, seen_s, no_table, _ = _sd_fit(data_dir, "none", cached=False)
+    assert table is not None and table.shape == (n, 10) and no_table is None
+    assert seen_c == n and seen_s == 3 * n  # 3 epochs
+    assert [h["train_loss"] for h in hist_c] == pytest.approx(
+        [h["train_loss"] for h in hist_s], abs=1e-6)
+    assert torch.allclose(w_c, w_s, atol=1e-6)
+
+
+def test_sd_teacher_sees_each_augmented_batch(data_dir):
+    """With augmentation the views change every step: no cache, one forward per step."""
+    hist, _, seen, table, n = _sd_fit(data_dir, "shift1d", cached=True)
+    assert table is None and seen == 3 * n
