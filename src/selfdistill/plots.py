@@ -119,7 +119,7 @@ def figure_e1(metrics: pd.DataFrame) -> Figure:
     """SPEC §5 E1 (claims 1-2): metric vs generation, CE = generation 0, mean ± std."""
     ps = pairs(metrics)
     with _style():
-        fig, axes = _grid(max(len(ps), 1), len(E1_PANELS), 3.3, 2.9)
+        fig, axes = _grid(max(len(ps), 1), len(E1_PANELS), 3.6, 2.9)
         for i, (dataset, arch) in enumerate(ps):
             runs = one_pair(metrics, dataset, arch)
             for j, (split, col, scale, ylabel) in enumerate(E1_PANELS):
@@ -140,9 +140,10 @@ def figure_e1(metrics: pd.DataFrame) -> Figure:
                 ax.set_xticks(g, [f"{v}\n(CE)" if v == 0 else str(v) for v in g])
                 ax.set_xlim(g.min() - 0.3, g.max() + 0.3)
                 ax.set(xlabel="generation", ylabel=ylabel)
-                n = int(st["n_seeds"].min())
-                ax.set_title(f"{dataset} / {arch}  ({n} seed{'s' * (n != 1)})",
-                             fontsize="medium")
+                if j == 0:  # one row label; per-panel titles would overlap
+                    n = int(st["n_seeds"].min())
+                    ax.set_title(f"{dataset} / {arch}  ({n} seed{'s' * (n != 1)})",
+                                 fontsize="medium", loc="left")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if handles:
             fig.legend(handles, labels, loc="outside lower center", ncols=2, frameon=False)

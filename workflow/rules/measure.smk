@@ -38,6 +38,8 @@ else:
                 params:
                     runs=bundle_runs(_exp, _part),
                     bins=measure_params,
+                # as soon as its bundle is done (a second), not all at the end
+                priority: 100
                 log:
                     f"logs/measure_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
                 localrule: True
