@@ -142,7 +142,7 @@ def figure_e1(metrics: pd.DataFrame) -> Figure:
                 ax.set(xlabel="generation", ylabel=ylabel)
                 if j == 0:  # one row label; per-panel titles would overlap
                     n = int(st["n_seeds"].min())
-                    ax.set_title(f"{dataset} / {arch}  ({n} seed{'s' * (n != 1)})",
+                    ax.set_title(f"{dataset} / {arch}\n({n} seed{'s' * (n != 1)})",
                                  fontsize="medium", loc="left")
         handles, labels = axes[0, 0].get_legend_handles_labels()
         if handles:

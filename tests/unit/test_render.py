@@ -157,15 +157,19 @@ def test_e1_panels_have_one_line_per_pair_with_all_generations(metrics) -> None:
     fig = plots.figure_e1(metrics)
     panels = [ax for ax in fig.axes if ax.lines]
     assert len(panels) == 2 * len(plots.E1_PANELS)  # one row per dataset x arch
-    seen = set()
+    seen, rows = set(), {}
     for ax in panels:
         assert len(ax.lines) == 1
         line = ax.lines[0]
         np.testing.assert_array_equal(line.get_xdata(), np.arange(G + 1))
-        pair = "/".join(line.get_gid().split("/")[:2])
-        assert pair.replace("/", " / ") in ax.get_title()
         seen.add(line.get_gid())
+        rows.setdefault(ax.get_subplotspec().rowspan.start, []).append(ax)
     assert len(seen) == len(panels)
+    for row in rows.values():  # one pair per row, named once, on the row's first panel
+        pairs = {"/".join(ax.lines[0].get_gid().split("/")[:2]) for ax in row}
+        first = min(row, key=lambda ax: ax.get_subplotspec().colspan.start)
+        assert len(pairs) == 1 and pairs.pop().replace("/", " / ") in first.get_title("left")
+        assert all(ax.get_title("left") == "" for ax in row if ax is not first)
     acc = next(ax for ax in panels if ax.lines[0].get_gid() == "toy/cnn/test/accuracy")
     np.testing.assert_allclose(acc.lines[0].get_ydata(), [80, 82, 84, 86], atol=0.1)
 
