@@ -348,31 +348,72 @@ def _reference_loss(method: str, z: Tensor, x: Tensor, y: Tensor, net: nn.Module
 
 def outside_training_share(workdir: Path, cores: int = 2,
                            total_wall_s: float | None = None) -> dict[str, Any]:
-    """Share of a finished run's core-time spent outside training steps.
+    """Where a finished run's time went, two ways.
 
-    Training-step seconds are summed over every ``run.json`` (``train_step_seconds``);
-    wall time is ``total_wall_s`` or the span between the first and last timestamp of the
-    latest snakemake log. Share = 1 − step seconds / (cores × wall seconds).
+    Core-time: training-step seconds summed over every ``run.json``
+    (``train_step_seconds``) against ``cores`` × wall seconds; share = 1 − step seconds /
+    (cores × wall). Wall-clock: the seconds during which no training job was running
+    (before the first starts, between, after the last ends), from the snakemake log. Wall
+    time is ``total_wall_s`` or the span of the latest snakemake log's timestamps.
     """
     step_s = sum(json.loads(p.read_text()).get("train_step_seconds", 0.0)
                  for p in (workdir / "results").rglob("run.json"))
+    log = _latest_log(workdir)
+    stamps, intervals = _training_intervals(log.read_text())
     if total_wall_s is None:
-        total_wall_s = _log_span(workdir)
+        total_wall_s = (max(stamps) - min(stamps)).total_seconds()
+    busy = _union_seconds(intervals)
     return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
-            "share_outside_training": 1 - step_s / (cores * total_wall_s)}
+            "share_outside_training": 1 - step_s / (cores * total_wall_s),
+            "wall_with_training_s": busy,
+            "wall_share_without_training": 1 - busy / total_wall_s}
 
 
-def _log_span(workdir: Path) -> float:
+def _latest_log(workdir: Path) -> Path:
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if not logs:
+        raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; run "
+                                f"`snakemake all` there first")
+    return logs[-1]
+
+
+def _training_intervals(text: str) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """All timestamps, and (start, end) of every training job, from a snakemake log."""
     import re
     from datetime import datetime
 
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    if not logs:
-        raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; "
-                                f"pass --wall SECONDS")
-    stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$", logs[-1].read_text(), re.M)
-    times = [datetime.strptime(t, "%a %b %d %H:%M:%S %Y") for t in stamps]
-    return (max(times) - min(times)).total_seconds()
+    stamp_re = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
+    start_re = re.compile(r"^(?:local)?rule (train\w*):$")
+    end_re = re.compile(r"^Finished jobid: (\d+) \(Rule: (train\w*)\)")
+    stamps, starts, intervals = [], {}, []
+    last, pending = None, None
+    for line in text.splitlines():
+        m = stamp_re.match(line.strip())
+        if m:
+            last = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+            stamps.append(last)
+        elif start_re.match(line.strip()):
+            pending = last
+        elif pending is not None and line.strip().startswith("jobid: "):
+            starts[line.strip().split()[1]] = pending
+            pending = None
+        elif (m := end_re.match(line.strip())) and m.group(1) in starts:
+            intervals.append((starts.pop(m.group(1)), last))
+    return stamps, intervals
+
+
+def _union_seconds(intervals: list[tuple[Any, Any]]) -> float:
+    total, cur_start, cur_end = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_end is None or a > cur_end:
+            if cur_end is not None:
+                total += (cur_end - cur_start).total_seconds()
+            cur_start, cur_end = a, b
+        else:
+            cur_end = max(cur_end, b)
+    if cur_end is not None:
+        total += (cur_end - cur_start).total_seconds()
+    return total
 
 
 # --------------------------------------------------------------------------- main

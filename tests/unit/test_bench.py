@@ -44,22 +44,25 @@ def test_ratios_median_min_max():
 
 
 def test_outside_training_share_from_a_run_dir(tmp_path):
+    """Core-time share from run.json step seconds; wall-clock share from the training jobs'
+    start/end lines in the snakemake log (two overlapping jobs, one gap, a head and tail)."""
     log = tmp_path / ".snakemake" / "log"
     log.mkdir(parents=True)
     (log / "2026-01-01T000000.snakemake.log").write_text(
-        "Building DAG\n[Sun Nov 29 15:50:00 2026]\nrule x\n[Sun Nov 29 15:51:40 2026]\n")
+        "Building DAG\n[Sun Nov 29 15:50:00 2026]\nlocalrule prepare_dataset:\n    jobid: 1\n"
+        "[Sun Nov 29 15:50:10 2026]\nFinished jobid: 1 (Rule: prepare_dataset)\n"
+        "[Sun Nov 29 15:50:10 2026]\nlocalrule train_bundle_m_cnn:\n    jobid: 2\n"
+        "[Sun Nov 29 15:50:20 2026]\nlocalrule train_bundle_m_mlp:\n    jobid: 3\n"
+        "[Sun Nov 29 15:50:50 2026]\nFinished jobid: 2 (Rule: train_bundle_m_cnn)\n"
+        "[Sun Nov 29 15:51:00 2026]\nFinished jobid: 3 (Rule: train_bundle_m_mlp)\n"
+        "[Sun Nov 29 15:51:10 2026]\nrule train:\n    jobid: 4\n"
+        "[Sun Nov 29 15:51:30 2026]\nFinished jobid: 4 (Rule: train)\n"
+        "[Sun Nov 29 15:51:40 2026]\nlocalrule all:\n")
     run = tmp_path / "results" / "a"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"train_step_seconds": 150.0}')
     share = bench.outside_training_share(tmp_path, cores=2)
     assert share["wall_s"] == 100.0
     assert share["share_outside_training"] == 0.25
-
-
-def test_flops_per_image_counts_forward_and_backward():
-    """mlp on 40 inputs: 3 linear layers; fwd 2*MACs, bwd 2x fwd (input + weight grads),
-    except the first layer's input gradient, which autograd skips (input needs no grad)."""
-    macs = 40 * 128 + 128 * 128 + 128 * 10
-    first_input_grad = 40 * 128
-    want = 2 * macs + 2 * (2 * macs - first_input_grad)
-    assert bench.flops_per_image("mlp", (1, 40), 10, batch=4) == want
+    assert share["wall_with_training_s"] == 50.0 + 20.0  # 15:50:10-15:51:00, 15:51:10-15:51:30
+    assert share["wall_share_without_training"] == pytest.approx(0.3)
