@@ -169,8 +169,9 @@ def test_profile_submits_training_and_matches_local_run(slurm_cluster, tmp_path)
         assert list(wf.glob(f".snakemake/slurm_logs/rule_*/*/{jobid}.log")), jobid
     headers = Counter(re.findall(r"^(localrule|rule) (\w+):$", out, flags=re.M))
     assert {r for kind, r in headers if kind == "rule"} == set(expected), headers
-    assert {r for kind, r in headers if kind == "localrule"} >= {"prepare_dataset", "measure",
-                                                                  "collect"}, headers
+    local_rules = {r for kind, r in headers if kind == "localrule"}
+    assert {"prepare_dataset", "collect"} <= local_rules, headers
+    assert any(r.startswith("measure") for r in local_rules), headers  # measure(_bundle_*)
 
     # CPU training is deterministic: the same numbers wherever the jobs ran
     a, b = (pd.read_csv(d / "results" / "metrics.csv") for d in (local, wf))
