@@ -66,3 +66,12 @@ def test_outside_training_share_from_a_run_dir(tmp_path):
     assert share["share_outside_training"] == 0.25
     assert share["wall_with_training_s"] == 50.0 + 20.0  # 15:50:10-15:51:00, 15:51:10-15:51:30
     assert share["wall_share_without_training"] == pytest.approx(0.3)
+
+
+def test_flops_per_image_counts_forward_and_backward():
+    """mlp on 40 inputs: 3 linear layers; fwd 2*MACs, bwd 2x fwd (input + weight grads),
+    except the first layer's input gradient, which autograd skips (input needs no grad)."""
+    macs = 40 * 128 + 128 * 128 + 128 * 10
+    first_input_grad = 40 * 128
+    want = 2 * macs + 2 * (2 * macs - first_input_grad)
+    assert bench.flops_per_image("mlp", (1, 40), 10, batch=4) == want
