@@ -39,6 +39,7 @@ __all__ = [
     "TrainResult",
     "derive_seed",
     "fit",
+    "forward_views",
     "predict_logits",
     "select_device",
 ]
@@ -160,7 +161,7 @@ def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
         yield step, idx, x.index_select(0, idx), y.index_select(0, idx)
 
 
-def _forward_views(net: nn.Module, x: Tensor, pipeline: InputPipeline, cfg: TrainConfig,
+def forward_views(net: nn.Module, x: Tensor, pipeline: InputPipeline, cfg: TrainConfig,
                    device: torch.device) -> Tensor:
     """``net`` on the training view of every example, in order, in training-size batches,
     under the step's autocast and memory format (for :meth:`Objective.precompute`)."""
@@ -267,7 +268,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                                       objective, gens, device, describe)
     fixed_views = pipeline.deterministic_train
     if fixed_views:  # e.g. the SD teacher's logits, computed once (same values every epoch)
-        objective.precompute(lambda net: _forward_views(net, x_tr, pipeline, cfg, device))
+        objective.precompute(lambda net, x=x_tr: forward_views(net, x, pipeline, cfg, device))
 
     def save_resume() -> None:
         if resume_path is not None:

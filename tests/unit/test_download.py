@@ -33,7 +33,7 @@ from PIL import Image
 
 from selfdistill import download as D
 from selfdistill import run
-from selfdistill.augment import InputPipeline, build_input_pipeline
+from selfdistill.augment import build_input_pipeline
 from selfdistill.data import SPLITS, load_split, prepare_dataset
 from selfdistill.train import TrainConfig
 
@@ -349,23 +349,14 @@ def test_tiny_imagenet_prepare(served: tuple[str, Path], tmp_path: Path) -> None
     _train_one_epoch(out, "resized_crop_flip", 0)
 
 
-def proposed_build_pipeline(meta: dict, cfg: TrainConfig) -> InputPipeline:
-    """The one-line change proposed for ``selfdistill.run.build_pipeline``."""
-    return build_input_pipeline(cfg.augment, cfg.augment_padding, meta.get("normalize"),
-                                meta.get("input_size"))
-
-
 def _train_one_epoch(data_dir: Path, augment: str, padding: int) -> None:
     """One real training run (selfdistill.run) on the prepared set: train at input_size,
     evaluate every split through the matching evaluation view."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run, "build_pipeline", proposed_build_pipeline)
-        cfg = TrainConfig(epochs=1, milestones=(), seed=0, batch_size=4, augment=augment,
-                          augment_padding=padding)
-        spec = run.RunSpec(dataset_dir=str(data_dir), arch="cnn_digits", method="ce",
-                           param=None, seed=0, gen=0, out_dir=str(data_dir.parent / "run"),
-                           train=cfg)
-        run.train_run(spec)
+    cfg = TrainConfig(epochs=1, milestones=(), seed=0, batch_size=4, augment=augment,
+                      augment_padding=padding)
+    spec = run.RunSpec(dataset_dir=str(data_dir), arch="cnn_digits", method="ce", param=None,
+                       seed=0, gen=0, out_dir=str(data_dir.parent / "run"), train=cfg)
+    run.train_run(spec)
     preds = np.load(data_dir.parent / "run" / "preds.npz")
     for split in SPLITS:
         n = len(load_split(data_dir, split).y)
