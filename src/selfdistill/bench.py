@@ -349,13 +349,17 @@ def _reference_loss(method: str, z: Tensor, x: Tensor, y: Tensor, net: nn.Module
 
 def outside_training_share(workdir: Path, cores: int = 2,
                            total_wall_s: float | None = None) -> dict[str, Any]:
-    """Where a finished run's time went, two ways.
+    """Where a finished run's time went, three ways.
 
     Core-time: training-step seconds summed over every ``run.json``
     (``train_step_seconds``) against ``cores`` × wall seconds; share = 1 − step seconds /
-    (cores × wall). Wall-clock: the seconds during which no training job was running
-    (before the first starts, between, after the last ends), from the snakemake log. Wall
-    time is ``total_wall_s`` or the span of the latest snakemake log's timestamps.
+    (cores × wall). Wall time outside training steps: the seconds during which no
+    optimiser step ran in any job, i.e. wall time minus the union of every epoch's step
+    span (``step_start_unix``–``step_end_unix`` in each network's ``history.csv``); job
+    start-up, data generation, validation, measuring and rendering all count as outside.
+    Wall time with no training job: before the first training job starts, between, after
+    the last ends, from the snakemake log. Wall time is ``total_wall_s`` or the span of the
+    latest snakemake log's timestamps.
     """
     step_s = sum(json.loads(p.read_text()).get("train_step_seconds", 0.0)
                  for p in (workdir / "results").rglob("run.json"))
@@ -364,10 +368,33 @@ def outside_training_share(workdir: Path, cores: int = 2,
     if total_wall_s is None:
         total_wall_s = (max(stamps) - min(stamps)).total_seconds()
     busy = _union_seconds(intervals)
+    stepping = _union_seconds(_step_intervals(workdir))
     return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
             "share_outside_training": 1 - step_s / (cores * total_wall_s),
+            "wall_with_steps_s": stepping,
+            "wall_share_outside_steps": 1 - stepping / total_wall_s,
             "wall_with_training_s": busy,
             "wall_share_without_training": 1 - busy / total_wall_s}
+
+
+def _step_intervals(workdir: Path) -> list[tuple[Any, Any]]:
+    """(start, end) datetimes of every epoch's optimiser steps, from each network's
+    ``history.csv`` under ``workdir/results`` (the collected copy repeats them; the union
+    is unaffected)."""
+    import csv
+    from datetime import datetime
+
+    spans = []
+    for path in (workdir / "results").rglob("history.csv"):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("step_start_unix") and row.get("step_end_unix"):
+                    spans.append((datetime.fromtimestamp(float(row["step_start_unix"])),
+                                  datetime.fromtimestamp(float(row["step_end_unix"]))))
+    if not spans:
+        raise FileNotFoundError(f"no history.csv with step_start_unix/step_end_unix under "
+                                f"{workdir}/results; re-run `snakemake all` with this version")
+    return spans
 
 
 def _latest_log(workdir: Path) -> Path:

@@ -61,11 +61,29 @@ def test_outside_training_share_from_a_run_dir(tmp_path):
     run = tmp_path / "results" / "a"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"train_step_seconds": 150.0}')
+    # two networks' epochs: [0, 10] and [30, 40] in one, [5, 20] in the other -> union 30 s
+    (run / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n"
+                                     "1,1000.0,1010.0\n2,1030.0,1040.0\n")
+    other = tmp_path / "results" / "b"
+    other.mkdir()
+    (other / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n1,1005.0,1020.0\n")
     share = bench.outside_training_share(tmp_path, cores=2)
     assert share["wall_s"] == 100.0
     assert share["share_outside_training"] == 0.25
+    assert share["wall_with_steps_s"] == pytest.approx(30.0)  # [1000, 1020] + [1030, 1040]
+    assert share["wall_share_outside_steps"] == pytest.approx(0.7)
     assert share["wall_with_training_s"] == 50.0 + 20.0  # 15:50:10-15:51:00, 15:51:10-15:51:30
     assert share["wall_share_without_training"] == pytest.approx(0.3)
+
+
+def test_outside_training_share_needs_step_spans(tmp_path):
+    """A run directory from before step spans were recorded: a clear error naming the fix."""
+    log = tmp_path / ".snakemake" / "log"
+    log.mkdir(parents=True)
+    (log / "x.snakemake.log").write_text("[Sun Nov 29 15:50:00 2026]\n")
+    (tmp_path / "results").mkdir()
+    with pytest.raises(FileNotFoundError, match="step_start_unix"):
+        bench.outside_training_share(tmp_path, cores=2, total_wall_s=10.0)
 
 
 def test_flops_per_image_counts_forward_and_backward():
