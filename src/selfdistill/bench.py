@@ -366,15 +366,19 @@ def outside_training_share(workdir: Path, cores: int = 2,
     log = _latest_log(workdir)
     stamps, intervals = _training_intervals(log.read_text())
     if total_wall_s is None:
+        if len(stamps) < 2:
+            raise ValueError(f"{log} has no job timestamps (snakemake ran with -q?); pass the "
+                             f"run's wall seconds with --wall")
         total_wall_s = (max(stamps) - min(stamps)).total_seconds()
-    busy = _union_seconds(intervals)
+    # a log written with -q names no jobs: the job-based share is then unknown, not 100 %
+    busy = _union_seconds(intervals) if intervals else None
     stepping = _union_seconds(_step_intervals(workdir))
     return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
             "share_outside_training": 1 - step_s / (cores * total_wall_s),
             "wall_with_steps_s": stepping,
             "wall_share_outside_steps": 1 - stepping / total_wall_s,
             "wall_with_training_s": busy,
-            "wall_share_without_training": 1 - busy / total_wall_s}
+            "wall_share_without_training": None if busy is None else 1 - busy / total_wall_s}
 
 
 def _step_intervals(workdir: Path) -> list[tuple[Any, Any]]:

@@ -49,8 +49,8 @@ def _conv1d_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
 def cnn1d(num_classes: int, input_shape: tuple[int, ...], width: int = 16) -> nn.Module:
     """Three-layer 1D CNN with BatchNorm for MNIST-1D, input ``[n, C, L]`` (ours).
 
-    Convs of kernel 5, padding 2, strides 1/2/2, so L=40 gives a ``[n, 32, 10]``
-    feature map that is flattened into the linear classifier. BatchNorm matters: the
+    Convs of kernel 5, padding 2, strides 1/2/2, so L=40 gives a ``[n, width, 10]``
+    feature map (width 16) that is flattened into the linear classifier. BatchNorm matters: the
     SD teacher runs in eval mode (SPEC §3.4) and the BS EMA network in train mode (§3.5).
     """
     if len(input_shape) != 2:
@@ -60,10 +60,10 @@ def cnn1d(num_classes: int, input_shape: tuple[int, ...], width: int = 16) -> nn
     for stride in (2, 2):
         out_length = (out_length + 2 * 2 - 5) // stride + 1
     return nn.Sequential(
-        *_conv1d_bn_relu(channels, width, stride=1),  # [n, 32, L]
-        *_conv1d_bn_relu(width, width, stride=2),  # [n, 32, L/2]
-        *_conv1d_bn_relu(width, width, stride=2),  # [n, 32, L/4]
-        nn.Flatten(),  # [n, 32 * L/4]
+        *_conv1d_bn_relu(channels, width, stride=1),  # [n, width, L]
+        *_conv1d_bn_relu(width, width, stride=2),  # [n, width, L/2]
+        *_conv1d_bn_relu(width, width, stride=2),  # [n, width, L/4]
+        nn.Flatten(),  # [n, width * L/4]
         nn.Linear(width * out_length, num_classes),  # [n, K]
     )
 

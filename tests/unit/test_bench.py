@@ -86,6 +86,24 @@ def test_outside_training_share_needs_step_spans(tmp_path):
         bench.outside_training_share(tmp_path, cores=2, total_wall_s=10.0)
 
 
+def test_outside_training_share_from_a_quiet_log(tmp_path):
+    """`snakemake -q` logs name no jobs and carry no timestamps: the wall time must come
+    from --wall, and the job-based share is reported unknown (None), not 100 %."""
+    log = tmp_path / ".snakemake" / "log"
+    log.mkdir(parents=True)
+    (log / "x.snakemake.log").write_text("Building DAG of jobs...\nExecute 2 jobs...\n")
+    run = tmp_path / "results" / "a"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"train_step_seconds": 30.0}')
+    (run / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n1,100.0,115.0\n")
+    with pytest.raises(ValueError, match="--wall"):
+        bench.outside_training_share(tmp_path, cores=2)
+    share = bench.outside_training_share(tmp_path, cores=2, total_wall_s=20.0)
+    assert share["wall_share_outside_steps"] == pytest.approx(0.25)
+    assert share["share_outside_training"] == pytest.approx(0.25)
+    assert share["wall_with_training_s"] is None and share["wall_share_without_training"] is None
+
+
 def test_flops_per_image_counts_forward_and_backward():
     """mlp on 40 inputs: 3 linear layers; fwd 2*MACs, bwd 2x fwd (input + weight grads),
     except the first layer's input gradient, which autograd skips (input needs no grad)."""

@@ -54,6 +54,44 @@ def test_mnist1d_generation_leaves_global_rng_alone(tmp_path):
     assert np.array_equal(np.random.get_state()[1], before)
 
 
+def test_fast_mnist1d_interpolation_gives_the_packages_dataset_bit_for_bit():
+    """The generator with our np.interp resampling equals the mnist1d package's own output
+    (interp1d) bit for bit, on a 2,000-example dataset, and the package is restored."""
+    import importlib
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    from selfdistill.data import _fast_mnist1d_interpolation, _mnist1d_arrays
+
+    params = {"num_samples": 2000, "train_fraction": 0.8, "generator_seed": 7}
+    ours = _mnist1d_arrays(params)
+    args = get_dataset_args()
+    args.num_samples, args.train_split, args.seed = 2000, 0.8, 7
+    state = np.random.get_state()
+    try:
+        ref = make_dataset(args)  # the package's own interp1d path
+    finally:
+        np.random.set_state(state)
+    assert np.array_equal(ours[0][:, 0, :], ref["x"].astype(np.float32))
+    assert np.array_equal(ours[2][:, 0, :], ref["x_test"].astype(np.float32))
+    assert np.array_equal(ours[1], ref["y"]) and np.array_equal(ours[3], ref["y_test"])
+
+    module = importlib.import_module("mnist1d.transform")
+    original = module.interpolate
+    rng = np.random.default_rng(0)
+    with _fast_mnist1d_interpolation():
+        fast = module.interpolate
+        assert fast is not original
+        for n_in, n_out in [(12, 60), (60, 40), (73, 40), (2, 5)]:
+            x = rng.normal(size=n_in)
+            assert np.array_equal(fast(x, n_out), original(x, n_out))
+        ints = np.arange(9)
+        assert np.array_equal(fast(ints, 40), original(ints, 40))
+        two_d = rng.normal(size=(3, 12))  # not 1-D: the package's own function
+        assert np.array_equal(fast(two_d.T, 30), original(two_d.T, 30))
+    assert module.interpolate is original
+
+
 def test_corrupted_dataset_file_is_named(data_dir, tmp_path):
     bad = tmp_path / "bad"
     prepare_dataset("mnist1d", MNIST1D, bad)
