@@ -27,20 +27,37 @@ def _identity(x: Tensor, gen: torch.Generator) -> Tensor:
     return x
 
 
+def host_to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A small host tensor (a step's random draws, a constant) on ``device`` without a host
+    synchronisation: on CUDA a plain ``.to()`` from pageable memory waits for the whole
+    stream, so the tensor is pinned and copied non-blocking (issue: no per-step host sync;
+    ``tests/gpu`` runs training steps under ``torch.cuda.set_sync_debug_mode("error")``).
+    Elsewhere it is ``t.to(device)`` (a no-op on CPU)."""
+    if device.type != "cuda" or t.device.type == "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def crop_flip_2d(padding: int, pad_value: Sequence[float], flip: bool = True) -> Augment:
     """Random crop of the original size after padding by ``padding`` with ``pad_value``
     (one per channel, the normalised image of pixel 0), then a random horizontal flip."""
 
+    fills: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+
     def apply(x: Tensor, gen: torch.Generator) -> Tensor:
         n, c, h, w = x.shape
-        fill = torch.as_tensor(pad_value, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        if (x.device, x.dtype) not in fills:  # once per device: no per-step copy
+            fills[x.device, x.dtype] = host_to_device(
+                torch.as_tensor(pad_value, dtype=x.dtype).view(1, -1, 1, 1), x.device)
+        fill = fills[x.device, x.dtype]
         padded = fill.expand(n, c, h + 2 * padding, w + 2 * padding).clone()
         padded[:, :, padding:padding + h, padding:padding + w] = x
-        off = torch.randint(0, 2 * padding + 1, (2, n), generator=gen).to(x.device)  # [2, n]
+        off = host_to_device(torch.randint(0, 2 * padding + 1, (2, n), generator=gen),
+                             x.device)  # [2, n]
         rows = off[0].view(n, 1) + torch.arange(h, device=x.device)  # [n, h]
         cols = off[1].view(n, 1) + torch.arange(w, device=x.device)  # [n, w]
         if flip:
-            flips = torch.rand(n, generator=gen).to(x.device) < 0.5  # [n]
+            flips = host_to_device(torch.rand(n, generator=gen) < 0.5, x.device)  # [n]
             cols = torch.where(flips.view(n, 1), cols.flip(1), cols)
         batch = torch.arange(n, device=x.device).view(n, 1, 1)
         out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]  # [n,h,w,c]
@@ -64,7 +81,7 @@ def shift_1d(max_shift: int, pad_value: float = 0.0) -> Augment:
         padded = torch.full((n, c, length + 2 * max_shift), pad_value, dtype=x.dtype,
                             device=x.device)
         padded[:, :, max_shift:max_shift + length] = x
-        off = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen).to(x.device)
+        off = host_to_device(torch.randint(0, 2 * max_shift + 1, (n,), generator=gen), x.device)
         idx = off.view(n, 1) + torch.arange(length, device=x.device)  # [n, L]
         return padded.gather(2, idx.view(n, 1, length).expand(n, c, length))
 
@@ -159,10 +176,12 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int, flips: Tensor | None = Non
     tensors), mirrored where ``flips`` [n] is true. Two batched matmuls, no per-image loop."""
     n, _, height, width = x.shape
     boxes = boxes.cpu()
-    rows = _aa_weights(boxes[:, 2], boxes[:, 0], height, size).to(x.device)  # [n, size, H]
-    cols = _aa_weights(boxes[:, 3], boxes[:, 1], width, size).to(x.device)  # [n, size, W]
+    rows = host_to_device(_aa_weights(boxes[:, 2], boxes[:, 0], height, size),
+                          x.device)  # [n, size, H]
+    cols = host_to_device(_aa_weights(boxes[:, 3], boxes[:, 1], width, size),
+                          x.device)  # [n, size, W]
     if flips is not None:
-        cols = torch.where(flips.view(n, 1, 1).to(x.device), cols.flip(1), cols)
+        cols = torch.where(host_to_device(flips.view(n, 1, 1), x.device), cols.flip(1), cols)
     out = rows.unsqueeze(1).to(x.dtype) @ x @ cols.transpose(1, 2).unsqueeze(1).to(x.dtype)
     return out.contiguous(memory_format=_format(x))  # [n, C, size, size]
 
@@ -241,6 +260,7 @@ class InputPipeline:
             self.mean = torch.tensor(normalize["mean"]).view(1, -1, 1, 1)
             self.std = torch.tensor(normalize["std"]).view(1, -1, 1, 1)
         self.eval_transform = eval_transform
+        self._stats: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     @property
     def deterministic_train(self) -> bool:
@@ -254,7 +274,10 @@ class InputPipeline:
     def _normalize(self, x: Tensor) -> Tensor:
         if self.mean is None:
             return x
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        if x.device not in self._stats:  # once per device: no per-step copy
+            self._stats[x.device] = (host_to_device(self.mean, x.device),
+                                     host_to_device(self.std, x.device))
+        mean, std = self._stats[x.device]
         return (x - mean) / std
 
     def eval(self, x: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from . import losses
+from .augment import host_to_device
 
 __all__ = ["OBJECTIVES", "BetaSmoothing", "Objective", "SelfDistillation", "build_objective"]
 
@@ -122,7 +123,7 @@ class BetaSmoothing(Objective):
 
     def sample(self, n: int, device: torch.device) -> Tensor:
         u = torch.rand(n, generator=self.generator, dtype=torch.float64)
-        return u.pow(1.0 / self.a).float().to(device)  # [n] ~ Beta(a, 1)
+        return host_to_device(u.pow(1.0 / self.a).float(), device)  # [n] ~ Beta(a, 1)
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         with torch.no_grad():

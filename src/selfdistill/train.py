@@ -10,6 +10,7 @@ resume file holds every piece of state, so a killed run restarts bit-identically
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .augment import InputPipeline, build_augment
+from .augment import InputPipeline, build_augment, host_to_device
 from .data import Split
 from .io import atomic_path
 from .objectives import Objective
@@ -157,7 +158,7 @@ def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
              batch_size: int) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
     n = perm.shape[0]
     for step, lo in enumerate(range(start_step * batch_size, n, batch_size), start=start_step):
-        idx = perm[lo:lo + batch_size].to(x.device, non_blocking=True)
+        idx = host_to_device(perm[lo:lo + batch_size], x.device)
         yield step, idx, x.index_select(0, idx), y.index_select(0, idx)
 
 
@@ -242,11 +243,16 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: TrainConfig,
         device: torch.device, resume_path: str | Path | None = None, fingerprint_id: str = "",
         describe: str = "", pipeline: InputPipeline | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        sync_check: bool = False) -> TrainResult:
     """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
 
     ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
     ``describe`` names the run in error messages (method, seed, generation).
+    ``sync_check`` (CUDA): the optimiser steps run under
+    ``torch.cuda.set_sync_debug_mode("error")``, so any host synchronisation inside the
+    step loop raises (the per-epoch checks and validation stay outside). A test instrument
+    (``tests/gpu``): a SIGTERM resume write inside the loop would raise under it too.
     """
     set_determinism(cfg.deterministic, device, cfg.compile)
     model.to(device)
@@ -289,32 +295,34 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
             model.train()
             steps = _batches(x_tr, y_tr, state.perm, state.step_in_epoch, cfg.batch_size)
             n_seen = 0
-            for step, idx, xb, yb in steps:
-                if sigterm.raised:
-                    _flush_sums(state, loss_sum, correct, n_seen, step)
-                    save_resume()
-                    raise TrainInterrupted(f"{describe}: SIGTERM received; resume checkpoint "
-                                           f"written at epoch {state.epoch} step {step}")
-                xb = pipeline.train(xb, gens["augment"])
-                if cfg.channels_last and xb.dim() == 4:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16,
-                                    enabled=cfg.bf16 and device.type == "cuda"):
-                    logits = step_fn(xb)  # [b, K]
-                    loss = objective.loss(logits.float(), xb, yb,
-                                          idx if fixed_views else None)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                objective.after_step(model)
-                state.global_step += 1
-                ld = loss.detach()
-                finite = torch.isfinite(ld)  # on device: no per-step host sync
-                finite_prefix += finite & ~bad_seen
-                bad_seen |= ~finite
-                loss_sum += ld.double() * yb.shape[0]
-                n_seen += yb.shape[0]
-                correct += (logits.detach().argmax(1) == yb).sum()
+            sync_guard = _sync_debug_error(device) if sync_check else contextlib.nullcontext()
+            with sync_guard:
+                for step, idx, xb, yb in steps:
+                    if sigterm.raised:
+                        _flush_sums(state, loss_sum, correct, n_seen, step)
+                        save_resume()
+                        raise TrainInterrupted(f"{describe}: SIGTERM received; resume checkpoint "
+                                               f"written at epoch {state.epoch} step {step}")
+                    xb = pipeline.train(xb, gens["augment"])
+                    if cfg.channels_last and xb.dim() == 4:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=torch.bfloat16,
+                                        enabled=cfg.bf16 and device.type == "cuda"):
+                        logits = step_fn(xb)  # [b, K]
+                        loss = objective.loss(logits.float(), xb, yb,
+                                              idx if fixed_views else None)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    objective.after_step(model)
+                    state.global_step += 1
+                    ld = loss.detach()
+                    finite = torch.isfinite(ld)  # on device: no per-step host sync
+                    finite_prefix += finite & ~bad_seen
+                    bad_seen |= ~finite
+                    loss_sum += ld.double() * yb.shape[0]
+                    n_seen += yb.shape[0]
+                    correct += (logits.detach().argmax(1) == yb).sum()
             if bool(bad_seen):
                 bad = start_step + int(finite_prefix)
                 raise NonFiniteLossError(
@@ -355,6 +363,20 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                        history=state.history, device=str(device),
                        train_step_seconds=state.train_step_seconds,
                        resumed_from_epoch=resumed_from)
+
+
+@contextlib.contextmanager
+def _sync_debug_error(device: torch.device) -> Iterator[None]:
+    """On CUDA, make any host synchronisation raise while the block runs."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 def _flush_sums(state: ResumeState, loss_sum: Tensor, correct: Tensor, n_seen: int,
