@@ -351,18 +351,17 @@ def outside_training_share(workdir: Path, cores: int = 2,
                            total_wall_s: float | None = None) -> dict[str, Any]:
     """Where a finished run's time went, three ways.
 
-    Core-time: training-step seconds summed over every ``run.json``
-    (``train_step_seconds``) against ``cores`` × wall seconds; share = 1 − step seconds /
-    (cores × wall). Wall time outside training steps: the seconds during which no
+    Core-time: training-step seconds summed over every epoch of every network's
+    ``history.csv`` (``train_step_s``) against ``cores`` × wall seconds; share = 1 − step
+    seconds / (cores × wall). Wall time outside training steps: the seconds during which no
     optimiser step ran in any job, i.e. wall time minus the union of every epoch's step
     span (``step_start_unix``–``step_end_unix`` in each network's ``history.csv``); job
     start-up, data generation, validation, measuring and rendering all count as outside.
     Wall time with no training job: before the first training job starts, between, after
     the last ends, from the snakemake log. Wall time is ``total_wall_s`` or the span of the
-    latest snakemake log's timestamps.
+    latest snakemake log's timestamps. Where that log's header gives its start, only step
+    spans inside [start, start + wall] count (a network re-run later is not this run's).
     """
-    step_s = sum(json.loads(p.read_text()).get("train_step_seconds", 0.0)
-                 for p in (workdir / "results").rglob("run.json"))
     log = _latest_log(workdir)
     stamps, intervals = _training_intervals(log.read_text())
     if total_wall_s is None:
@@ -372,7 +371,16 @@ def outside_training_share(workdir: Path, cores: int = 2,
         total_wall_s = (max(stamps) - min(stamps)).total_seconds()
     # a log written with -q names no jobs: the job-based share is then unknown, not 100 %
     busy = _union_seconds(intervals) if intervals else None
-    stepping = _union_seconds(_step_intervals(workdir))
+    rows = _step_intervals(workdir)
+    started = _log_start(log.read_text())
+    if started is not None:  # only this invocation's steps (not an earlier or later run's)
+        from datetime import timedelta
+
+        ended = started + timedelta(seconds=total_wall_s)
+        rows = [(max(a, started), min(b, ended), sec) for a, b, sec in rows
+                if b > started and a < ended]
+    step_s = sum(sec for _, _, sec in rows)
+    stepping = _union_seconds([(a, b) for a, b, _ in rows])
     return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
             "share_outside_training": 1 - step_s / (cores * total_wall_s),
             "wall_with_steps_s": stepping,
@@ -381,24 +389,52 @@ def outside_training_share(workdir: Path, cores: int = 2,
             "wall_share_without_training": None if busy is None else 1 - busy / total_wall_s}
 
 
-def _step_intervals(workdir: Path) -> list[tuple[Any, Any]]:
-    """(start, end) datetimes of every epoch's optimiser steps, from each network's
-    ``history.csv`` under ``workdir/results`` (the collected copy repeats them; the union
-    is unaffected)."""
+def _log_start(text: str) -> Any:
+    """The invocation's start from the log header (``Date: 2026-11-29 20:30:58``), or None."""
+    import re
+    from datetime import datetime
+
+    m = re.search(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.MULTILINE)
+    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") if m else None
+
+
+def _step_intervals(workdir: Path) -> list[tuple[Any, Any, float]]:
+    """(start, end, step seconds) of every epoch's optimiser steps, from each network's
+    ``history.csv`` under ``workdir/results`` (``train_step_s``, else end − start); the
+    collected ``results/history.csv`` repeats the networks' rows and is skipped."""
     import csv
     from datetime import datetime
 
     spans = []
     for path in (workdir / "results").rglob("history.csv"):
+        if path.parent == workdir / "results":
+            continue
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 if row.get("step_start_unix") and row.get("step_end_unix"):
-                    spans.append((datetime.fromtimestamp(float(row["step_start_unix"])),
-                                  datetime.fromtimestamp(float(row["step_end_unix"]))))
+                    a, b = float(row["step_start_unix"]), float(row["step_end_unix"])
+                    sec = float(row["train_step_s"]) if row.get("train_step_s") else b - a
+                    spans.append((datetime.fromtimestamp(a), datetime.fromtimestamp(b), sec))
     if not spans:
         raise FileNotFoundError(f"no history.csv with step_start_unix/step_end_unix under "
                                 f"{workdir}/results; re-run `snakemake all` with this version")
     return spans
+
+
+def run_shares_markdown(share: dict[str, Any]) -> str:
+    """The shares of :func:`outside_training_share` as a Markdown table."""
+
+    def pct(v: float | None) -> str:
+        return "unknown (log written with -q)" if v is None else f"{100 * v:.1f} %"
+
+    rows = [("wall time", f"{share['wall_s']:.0f} s"),
+            ("wall time outside training steps (no optimiser step in any job)",
+             pct(share["wall_share_outside_steps"])),
+            (f"core-time outside training steps ({share['cores']} cores)",
+             pct(share["share_outside_training"])),
+            ("wall time with no training job running", pct(share["wall_share_without_training"]))]
+    return "\n".join(["# Where the run's time went", "", "| measure | value |", "|---|---|",
+                      *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
 
 
 def _latest_log(workdir: Path) -> Path:
@@ -541,6 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.from_run:
         share = outside_training_share(Path(args.from_run), args.cores, args.wall)
+        out = Path(args.out)
+        write_text(out / "run_shares.json", json.dumps(
+            {**share, "run_dir": str(Path(args.from_run).resolve())}, indent=2) + "\n")
+        write_text(out / "run_shares.md", run_shares_markdown(share))
         print(json.dumps(share, indent=2))
         return 0
     ok = run_benchmark(Path(args.out), args.rounds, args.steps, args.small)

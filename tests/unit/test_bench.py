@@ -1,6 +1,7 @@
 """The benchmark runs at CI scale and its faithfulness check holds (and can fail)."""
 
 import csv
+import json
 
 import pytest
 
@@ -43,12 +44,23 @@ def test_ratios_median_min_max():
     assert r == {"median": 3.0, "min": 2.0, "max": 4.0, "rounds": 2}
 
 
+def _history(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "history.csv").write_text("epoch,train_step_s,step_start_unix,step_end_unix\n" + "".join(
+        f"{i + 1},{sec},{a},{b}\n" for i, (a, b, sec) in enumerate(rows)))
+
+
 def test_outside_training_share_from_a_run_dir(tmp_path):
-    """Core-time share from run.json step seconds; wall-clock share from the training jobs'
-    start/end lines in the snakemake log (two overlapping jobs, one gap, a head and tail)."""
+    """Wall time outside steps = wall minus the union of the networks' epoch step spans
+    inside this invocation's window (log header start + wall); core-time share from those
+    epochs' step seconds; job share from the training jobs' lines in the snakemake log
+    (two overlapping jobs, one gap, a head and tail)."""
+    from datetime import datetime
+
     log = tmp_path / ".snakemake" / "log"
     log.mkdir(parents=True)
     (log / "2026-01-01T000000.snakemake.log").write_text(
+        "SNAKEMAKE\n  Date: 2026-11-29 15:50:00\n"
         "Building DAG\n[Sun Nov 29 15:50:00 2026]\nlocalrule prepare_dataset:\n    jobid: 1\n"
         "[Sun Nov 29 15:50:10 2026]\nFinished jobid: 1 (Rule: prepare_dataset)\n"
         "[Sun Nov 29 15:50:10 2026]\nlocalrule train_bundle_m_cnn:\n    jobid: 2\n"
@@ -58,20 +70,17 @@ def test_outside_training_share_from_a_run_dir(tmp_path):
         "[Sun Nov 29 15:51:10 2026]\nrule train:\n    jobid: 4\n"
         "[Sun Nov 29 15:51:30 2026]\nFinished jobid: 4 (Rule: train)\n"
         "[Sun Nov 29 15:51:40 2026]\nlocalrule all:\n")
-    run = tmp_path / "results" / "a"
-    run.mkdir(parents=True)
-    (run / "run.json").write_text('{"train_step_seconds": 150.0}')
-    # two networks' epochs: [0, 10] and [30, 40] in one, [5, 20] in the other -> union 30 s
-    (run / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n"
-                                     "1,1000.0,1010.0\n2,1030.0,1040.0\n")
-    other = tmp_path / "results" / "b"
-    other.mkdir()
-    (other / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n1,1005.0,1020.0\n")
+    t = datetime(2026, 11, 29, 15, 50, 0).timestamp()  # the log's local-time start
+    _history(tmp_path / "results" / "a", [(t + 10, t + 30, 18.0), (t + 60, t + 70, 9.0)])
+    # network b: one epoch in this run, one from a later re-run (outside the window)
+    _history(tmp_path / "results" / "b", [(t + 20, t + 40, 20.0), (t + 500, t + 510, 10.0)])
+    _history(tmp_path / "results", [(t, t + 100, 100.0)])  # the collected copy: skipped
     share = bench.outside_training_share(tmp_path, cores=2)
     assert share["wall_s"] == 100.0
-    assert share["share_outside_training"] == 0.25
-    assert share["wall_with_steps_s"] == pytest.approx(30.0)  # [1000, 1020] + [1030, 1040]
-    assert share["wall_share_outside_steps"] == pytest.approx(0.7)
+    assert share["train_step_s"] == pytest.approx(47.0)
+    assert share["share_outside_training"] == pytest.approx(1 - 47 / 200)
+    assert share["wall_with_steps_s"] == pytest.approx(40.0)  # [10, 40] + [60, 70]
+    assert share["wall_share_outside_steps"] == pytest.approx(0.6)
     assert share["wall_with_training_s"] == 50.0 + 20.0  # 15:50:10-15:51:00, 15:51:10-15:51:30
     assert share["wall_share_without_training"] == pytest.approx(0.3)
 
@@ -92,15 +101,18 @@ def test_outside_training_share_from_a_quiet_log(tmp_path):
     log = tmp_path / ".snakemake" / "log"
     log.mkdir(parents=True)
     (log / "x.snakemake.log").write_text("Building DAG of jobs...\nExecute 2 jobs...\n")
-    run = tmp_path / "results" / "a"
-    run.mkdir(parents=True)
-    (run / "run.json").write_text('{"train_step_seconds": 30.0}')
-    (run / "history.csv").write_text("epoch,step_start_unix,step_end_unix\n1,100.0,115.0\n")
+    _history(tmp_path / "results" / "a", [(100.0, 115.0, 14.0)])
     with pytest.raises(ValueError, match="--wall"):
         bench.outside_training_share(tmp_path, cores=2)
     share = bench.outside_training_share(tmp_path, cores=2, total_wall_s=20.0)
     assert share["wall_share_outside_steps"] == pytest.approx(0.25)
-    assert share["share_outside_training"] == pytest.approx(0.25)
+    assert share["share_outside_training"] == pytest.approx(1 - 14 / 40)
+    out = tmp_path / "bench"
+    assert bench.main(["--from-run", str(tmp_path), "--wall", "20", "--out", str(out)]) == 0
+    assert json.loads((out / "run_shares.json").read_text())["wall_s"] == 20.0
+    md = (out / "run_shares.md").read_text()
+    assert "| wall time outside training steps (no optimiser step in any job) | 25.0 % |" in md
+    assert "unknown (log written with -q)" in md
     assert share["wall_with_training_s"] is None and share["wall_share_without_training"] is None
 
 
