@@ -3,6 +3,7 @@
 #   snakemake --cores 2 all            every figure, table and the claims check
 #   snakemake --cores 2 figures        re-render from results/metrics.csv, no retraining
 #   snakemake --cores 2 metrics        train + measure + collect only
+#   snakemake --cores 2 benchmark      python -m selfdistill.bench -> results/bench/
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -20,6 +21,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/bench.smk"
 
 
 rule all:

@@ -129,3 +129,12 @@ def test_paper_dry_run_counts_equal_grid(workflow_dir):
     assert all(e["train"]["epochs"] == 150 for e in G.experiments(cfg))
     milestones = {e["arch"]: e["train"]["milestones"] for e in G.experiments(cfg)}
     assert milestones["resnet34"] == [50, 100] and milestones["densenet_bc100"] == [75, 112]
+
+
+def test_benchmark_target_runs_the_bench_command(workflow_dir):
+    """`snakemake benchmark` is one local job running `python -m selfdistill.bench` into
+    results/bench/, and `all` does not pull it in."""
+    proc = snakemake(workflow_dir, "-n", "-p", "benchmark")
+    assert job_counts(proc.stdout) == {"benchmark": 1}
+    assert "python -m selfdistill.bench --out results/bench --rounds 5 --steps 40" in proc.stdout
+    assert "benchmark" not in job_counts(snakemake(workflow_dir, "-n", "all").stdout)

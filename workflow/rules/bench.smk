@@ -1,0 +1,20 @@
+# The benchmark of the training path (issue: performance): `snakemake --cores 2 benchmark`
+# is `python -m selfdistill.bench` with the options below; not part of `all`.
+
+
+rule benchmark:
+    output:
+        summary="results/bench/summary.md",
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.summary),
+        rounds=5,
+        steps=40,
+    log:
+        "logs/bench/benchmark.log",
+    threads: workflow.cores
+    localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
+    shell:
+        "python -m selfdistill.bench --out {params.out} --rounds {params.rounds}"
+        " --steps {params.steps} > {log} 2>&1"
