@@ -11,7 +11,7 @@ rule benchmark:
         steps=40,
     log:
         "logs/bench/benchmark.log",
-    threads: workflow.cores
+    threads: 2  # the bench runs 1 torch thread beside 2 DataLoader workers
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
