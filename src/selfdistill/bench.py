@@ -47,25 +47,35 @@ def synthetic(kind: str, n: int, seed: int = 0) -> tuple[Tensor, Tensor, int]:
 
 
 class _ItemDataset(torch.utils.data.Dataset):
-    """The authors' data path: one example at a time through torchvision transforms."""
+    """The authors' data path: one example at a time through torchvision transforms.
 
-    def __init__(self, x: Tensor, y: Tensor, transform: Callable[[Tensor], Tensor]) -> None:
-        self.x, self.y, self.transform = x, y, transform
+    Images are held as HWC uint8 arrays and handed to the transforms as PIL images, as
+    ``torchvision.datasets.CIFAR10.__getitem__`` does; signals go through as tensors."""
+
+    def __init__(self, x: Tensor, y: Tensor, transform: Callable[[Any], Tensor]) -> None:
+        self.images = x.dim() == 4 and x.dtype == torch.uint8
+        self.x = x.permute(0, 2, 3, 1).contiguous().numpy() if self.images else x
+        self.y, self.transform = y, transform
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if self.images:
+            from PIL import Image
+
+            return self.transform(Image.fromarray(self.x[i])), self.y[i]
         return self.transform(self.x[i]), self.y[i]
 
 
-def torchvision_transform(kind: str) -> Callable[[Tensor], Tensor]:
+def torchvision_transform(kind: str) -> Callable[[Any], Tensor]:
+    """The authors' per-example transforms: for images, PIL RandomCrop(32, padding=4) and
+    RandomHorizontalFlip, then ToTensor and Normalize (SPEC §2 CIFAR recipe)."""
     from torchvision import transforms as T
 
     if kind == "mnist1d":
         return lambda x: x  # MNIST-1D is trained un-augmented (config datasets.mnist1d)
-    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
-                      T.ConvertImageDtype(torch.float32),
+    return T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                       T.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))])
 
 
