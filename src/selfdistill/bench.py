@@ -373,7 +373,8 @@ def outside_training_share(workdir: Path, cores: int = 2,
     spans inside [start, start + wall] count (a network re-run later is not this run's).
     """
     log = _latest_log(workdir)
-    stamps, intervals = _training_intervals(log.read_text())
+    text = log.read_text()
+    stamps, intervals = _training_intervals(text)
     if total_wall_s is None:
         if len(stamps) < 2:
             raise ValueError(f"{log} has no job timestamps (snakemake ran with -q?); pass the "
@@ -382,7 +383,7 @@ def outside_training_share(workdir: Path, cores: int = 2,
     # a log written with -q names no jobs: the job-based share is then unknown, not 100 %
     busy = _union_seconds(intervals) if intervals else None
     rows = _step_intervals(workdir)
-    started = _log_start(log.read_text())
+    started = _log_start(text)
     if started is not None:  # only this invocation's steps (not an earlier or later run's)
         from datetime import timedelta
 

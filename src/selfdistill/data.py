@@ -88,7 +88,7 @@ def _fast_mnist1d_interpolation() -> Iterator[None]:
     (linear), whose constructor's checks are three quarters of generation time (about 12 s
     for the default 15,000 examples). For 1-D float input, ``interp1d`` evaluates with
     ``np.interp`` on the same ``linspace`` grids, so calling ``np.interp`` directly gives
-    the same bits (tests/unit/test_data.py compares whole datasets) and draws nothing from
+    the same bits (tests/unit/test_train.py compares whole datasets) and draws nothing from
     the generator's random stream. Any other input goes to the package's own function.
     """
     import importlib
