@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -143,6 +144,36 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
     return run
 
 
+def model_only(kind: str, arch: str, steps: int, batch: int = 128, device: str = "cpu") -> Step:
+    """The same model and step as :func:`our_step` with ``fast=False``, with no data work at
+    all: each step reads a contiguous slice (a view) of un-augmented inputs. Its time is the
+    floor of any data path, so ``DataLoader ÷ model_only`` is the largest data-path ratio
+    this model allows on this machine."""
+    dev = torch.device(device)
+    x, y, k = synthetic(kind, steps * batch)
+    pipe = our_pipeline(kind)
+    xs = pipe.eval(x).to(dev)  # scaled and normalised once, outside the timed loop
+    y = y.to(dev)
+    torch.manual_seed(0)
+    model = build_model(arch, k, tuple(x.shape[1:])).to(dev)
+    opt, criterion = _sgd(model), nn.CrossEntropyLoss()
+
+    def run() -> int:
+        model.train()
+        acc = torch.zeros((), device=dev)
+        for lo in range(0, len(y), batch):
+            loss = criterion(model(xs[lo:lo + batch]), y[lo:lo + batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            acc += loss.detach()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return len(y)
+
+    return run
+
+
 def authors_step(kind: str, arch: str, steps: int, batch: int = 128, workers: int = 2,
                  sync: bool = True, device: str = "cpu") -> Step:
     """Authors'-style: Dataset + torchvision transforms + DataLoader, fp32, NCHW, and
@@ -250,8 +281,23 @@ def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
     return CrossEntropy()
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this process and its live child processes,
+    e.g. DataLoader workers: the core-time a variant takes from other jobs on the machine."""
+    proc = psutil.Process()
+    total = time.process_time()  # this process, all threads, at ns resolution
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+        except psutil.NoSuchProcess:  # exited between listing and reading
+            continue
+        total += c.user + c.system  # clock-tick resolution (10 ms)
+    return total
+
+
 def interleave(variants: dict[str, Step], rounds: int) -> list[dict[str, Any]]:
-    """Time each variant once per round, in alternating order; one row per (round, variant)."""
+    """Time each variant once per round, in alternating order; one row per (round, variant)
+    with its wall seconds and its CPU seconds (``cpu_seconds``: this process + workers)."""
     for step in variants.values():  # warm-up (worker start, allocator, kernels)
         step()
     rows = []
@@ -259,11 +305,12 @@ def interleave(variants: dict[str, Step], rounds: int) -> list[dict[str, Any]]:
     for r in range(rounds):
         order = names if r % 2 == 0 else names[::-1]
         for name in order:
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             n = variants[name]()
-            dt = time.perf_counter() - t0
-            rows.append({"round": r, "variant": name, "seconds": dt, "examples": n,
-                         "examples_per_s": n / dt})
+            dt, dc = time.perf_counter() - t0, cpu_seconds() - c0
+            rows.append({"round": r, "variant": name, "seconds": dt, "cpu_seconds": dc,
+                         "examples": n, "examples_per_s": n / dt,
+                         "examples_per_cpu_s": n / dc})
     return rows
 
 
@@ -502,7 +549,7 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
     torch.set_num_threads(1)
     cuda = torch.cuda.is_available()
     dev = "cuda" if cuda else "cpu"
-    results: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []  # one row per reported ratio -> ratios.csv
     md = ["# Benchmark", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"device {torch.cuda.get_device_name() if cuda else 'cpu'}; {rounds} interleaved "
           f"rounds of {steps} steps, batch 128.", ""]
@@ -511,40 +558,67 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
     cifar_arch = "resnet18" if cuda and not small else "cnn_digits"
     cifar_steps = max(2, steps // 4)
     loader = "DataLoader(num_workers=2)"
-    suites: dict[str, tuple[dict[str, Step], tuple[str, str] | None, str]] = {}
+    # Each suite: its variants, then (denominator, numerator, label) rows of examples/s
+    # ratios; an empty list marks the method-cost suite (epoch-time ratios over CE).
+    suites: dict[str, tuple[dict[str, Step], list[tuple[str, str, str]]]] = {}
     for kind, arch, n in (("mnist1d", "cnn1d", steps), ("cifar", cifar_arch, cifar_steps)):
         suites[f"data_only_{kind}"] = (
             {"ours": data_only(kind, n, True), "dataloader": data_only(kind, n, False)},
-            ("dataloader", "ours"), f"{kind}, batches only (no model): ours ÷ {loader}")
+            [("dataloader", "ours", f"{kind}, batches only (no model): ours ÷ {loader}")])
         suites[f"data_path_{kind}"] = (
             {"ours": our_step(kind, arch, n, fast=False, device=dev),
-             "dataloader": authors_step(kind, arch, n, sync=False, device=dev)},
-            ("dataloader", "ours"), f"{kind}/{arch}, same step, data path: ours ÷ {loader}")
+             "dataloader": authors_step(kind, arch, n, sync=False, device=dev),
+             "model_only": model_only(kind, arch, n, device=dev)},
+            [("dataloader", "ours", f"{kind}/{arch}, same step, data path: ours ÷ {loader}"),
+             ("dataloader", "model_only",
+              f"{kind}/{arch}, ceiling for any data path (same step, no data work) "
+              f"÷ {loader}"),
+             ("model_only", "ours",
+              f"{kind}/{arch}, ours ÷ no data work (1.00× = a free data path)")])
         suites[f"full_step_{kind}"] = (
             {"ours": our_step(kind, arch, n, device=dev),
              "authors": authors_step(kind, arch, n, device=dev)},
-            ("authors", "ours"),
-            f"{kind}/{arch}, full step: ours ÷ authors' loop ({loader}, fp32, NCHW, .item())")
+            [("authors", "ours",
+              f"{kind}/{arch}, full step: ours ÷ authors' loop ({loader}, fp32, NCHW, "
+              f".item())")])
     suites["method_cost_mnist1d"] = ({"ce": our_step("mnist1d", "cnn1d", steps, device=dev),
                                       "sd": our_step("mnist1d", "cnn1d", steps, "sd",
                                                      device=dev),
                                       "bs": our_step("mnist1d", "cnn1d", steps, "bs",
-                                                     device=dev)}, None, "")
-    md += ["| comparison (examples/s, or time for epoch ratios) | median | min | max |",
-           "|---|---|---|---|"]
-    for name, (variants, pair, label) in suites.items():
+                                                     device=dev)}, [])
+    md += ["Wall: examples/s ratio (or epoch-time ratio), median over rounds (min–max). "
+           "Core-time: the same ratio of CPU seconds, counting DataLoader worker processes, "
+           "i.e. the cores a variant takes from other jobs on the machine.", "",
+           "| comparison | wall: median | min | max | core-time: median (min–max) |",
+           "|---|---|---|---|---|"]
+
+    def row(label: str, w: dict[str, float], c: dict[str, float], unit: str) -> str:
+        return (f"| {label} | {w['median']:.2f}{unit} | {w['min']:.2f}{unit} | "
+                f"{w['max']:.2f}{unit} | {c['median']:.2f}{unit} "
+                f"({c['min']:.2f}–{c['max']:.2f}) |")
+
+    for name, (variants, pairs) in suites.items():
         rows = interleave(variants, rounds)
         write_csv(out / f"{name}.csv", rows)
-        if pair:
-            r = ratios(rows, pair[1], pair[0], invert=True)
-            results[name] = r
-            md.append(f"| {label} | {r['median']:.2f}× | {r['min']:.2f}× | {r['max']:.2f}× |")
-        else:
+        for den, num, label in pairs:
+            w = ratios(rows, num, den, invert=True)
+            c = ratios(rows, num, den, key="cpu_seconds", invert=True)
+            results.append({"suite": name, "numerator": num, "denominator": den,
+                            "measure": "examples_per_s", "comparison": label, **w})
+            results.append({"suite": name, "numerator": num, "denominator": den,
+                            "measure": "examples_per_cpu_s", "comparison": label, **c})
+            md.append(row(label, w, c, "×"))
+        if not pairs:
             for m in ("sd", "bs"):
-                r = ratios(rows, m, "ce")
-                results[f"{m}_over_ce"] = r
-                md.append(f"| {m.upper()} epoch ÷ CE epoch (time), mnist1d/cnn1d | "
-                          f"{r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} |")
+                w = ratios(rows, m, "ce")
+                c = ratios(rows, m, "ce", key="cpu_seconds")
+                label = f"{m.upper()} epoch ÷ CE epoch"
+                results.append({"suite": name, "numerator": m, "denominator": "ce",
+                                "measure": "epoch_seconds", "comparison": label, **w})
+                results.append({"suite": name, "numerator": m, "denominator": "ce",
+                                "measure": "epoch_cpu_seconds", "comparison": label, **c})
+                md.append(row(f"{label} (time), mnist1d/cnn1d", w, c, ""))
+    write_csv(out / "ratios.csv", results)
     if cuda and not small:
         g = gpu_peak_fraction(max(steps, 50), rounds)
         write_csv(out / "gpu_peak.csv", [g])

@@ -20,6 +20,24 @@ def test_bench_small_writes_outputs_and_is_faithful(tmp_path):
     assert all(float(r["max_abs_diff"]) <= 1e-5 for r in rows)
     summary = (tmp_path / "summary.md").read_text()
     assert "ours ÷ DataLoader" in summary and "ours ÷ authors' loop" in summary
+    assert "ceiling for any data path" in summary
+    # ratios.csv: one row per reported ratio, recomputable from the suite's own timings
+    ratio_rows = list(csv.DictReader(open(tmp_path / "ratios.csv")))
+    timings = list(csv.DictReader(open(tmp_path / "data_path_mnist1d.csv")))
+    assert {r["variant"] for r in timings} == {"ours", "dataloader", "model_only"}
+    for measure, key in (("examples_per_s", "seconds"), ("examples_per_cpu_s", "cpu_seconds")):
+        ceiling = [r for r in ratio_rows if r["suite"] == "data_path_mnist1d"
+                   and r["measure"] == measure and r["numerator"] == "model_only"
+                   and r["denominator"] == "dataloader"]
+        assert len(ceiling) == 1
+        t = {r["variant"]: float(r[key]) for r in timings}
+        assert float(ceiling[0]["median"]) == pytest.approx(t["dataloader"] / t["model_only"])
+    # the DataLoader's two worker processes are counted in its CPU time
+    by_variant = {r["variant"]: r for r in timings}
+    assert float(by_variant["dataloader"]["cpu_seconds"]) > 0
+    assert {(r["numerator"], r["denominator"], r["measure"]) for r in ratio_rows
+            if r["suite"] == "method_cost_mnist1d"} == {
+        (m, "ce", k) for m in ("sd", "bs") for k in ("epoch_seconds", "epoch_cpu_seconds")}
 
 
 @pytest.mark.parametrize("method", ["sd", "bs"])
@@ -33,6 +51,37 @@ def test_faithfulness_detects_a_different_method(monkeypatch, method):
     monkeypatch.setattr(bench, "_reference_loss", wrong)
     fast, ref = bench.reference_losses("mnist1d", "cnn1d", method, 2)
     assert max(abs(a - b) for a, b in zip(fast, ref, strict=True)) > 1e-5
+
+
+def test_model_only_trains_the_same_model_without_data_work():
+    """The ceiling variant runs real optimiser steps of the benchmark's model."""
+    torch = pytest.importorskip("torch")
+    step = bench.model_only("mnist1d", "cnn1d", steps=2)
+    model_params = [c for c in step.__closure__ if isinstance(c.cell_contents, torch.nn.Module)
+                    and any(True for _ in c.cell_contents.parameters())]
+    assert len(model_params) == 1
+    before = [p.detach().clone() for p in model_params[0].cell_contents.parameters()]
+    assert step() == 2 * 128
+    after = list(model_params[0].cell_contents.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_cpu_seconds_counts_child_processes():
+    """Work done in a child process (as by DataLoader workers) shows in cpu_seconds."""
+    import subprocess
+    import sys
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt=time.process_time()\n"
+                              "while time.process_time()-t<0.6: pass\ntime.sleep(30)"])
+    try:
+        c0 = bench.cpu_seconds()
+        import time
+        time.sleep(1.5)  # the child spins 0.6 s of CPU, then sleeps; this process idles
+        dc = bench.cpu_seconds() - c0
+    finally:
+        child.kill()
+        child.wait()
+    assert dc >= 0.3
 
 
 def test_ratios_median_min_max():
