@@ -4,8 +4,11 @@
     python -m selfdistill.bench --from-run .   # share of a finished `all` outside training
 
 Variants run in one process, interleaved (A, B, A, B, ...) for several rounds, so machine
-noise hits both alike; ratios are reported as median (min, max) over rounds. Writes
-``{out}/*.csv`` and ``{out}/summary.md``. The faithfulness check (fast path vs reference
+noise hits both alike; ratios are reported as median (min, max) over rounds, by wall time
+and by core-time (CPU seconds of this process and its DataLoader workers). Writes one
+``{out}/<suite>.csv`` of timings per suite, ``{out}/ratios.csv`` (every reported ratio),
+``{out}/faithfulness.csv`` and ``{out}/summary.md``. The data-path suite includes the same
+step with no data work, whose ratio to the DataLoader is the ceiling for any data path. The faithfulness check (fast path vs reference
 path on identical views, losses equal to 1e-5 in fp32) is asserted, and the command exits
 non-zero if it fails.
 """
