@@ -8,19 +8,22 @@ noise hits both alike; ratios are reported as median (min, max) over rounds, by 
 and by core-time (CPU seconds of this process and its DataLoader workers). Writes one
 ``{out}/<suite>.csv`` of timings per suite, ``{out}/ratios.csv`` (every reported ratio),
 ``{out}/faithfulness.csv`` and ``{out}/summary.md``. The data-path suite includes the same
-step with no data work, whose ratio to the DataLoader is the ceiling for any data path. The faithfulness check (fast path vs reference
-path on identical views, losses equal to 1e-5 in fp32) is asserted, and the command exits
-non-zero if it fails.
+step with no data work, whose ratio to the DataLoader is the ceiling for any data path.
+The faithfulness check (fast path vs reference path on identical views, losses equal to
+1e-5 in fp32) is asserted, and the command exits non-zero if it fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -438,8 +441,6 @@ def outside_training_share(workdir: Path, cores: int = 2,
     rows = _step_intervals(workdir)
     started = _log_start(text)
     if started is not None:  # only this invocation's steps (not an earlier or later run's)
-        from datetime import timedelta
-
         ended = started + timedelta(seconds=total_wall_s)
         rows = [(max(a, started), min(b, ended), sec) for a, b, sec in rows
                 if b > started and a < ended]
@@ -455,9 +456,6 @@ def outside_training_share(workdir: Path, cores: int = 2,
 
 def _log_start(text: str) -> Any:
     """The invocation's start from the log header (``Date: 2026-11-29 20:30:58``), or None."""
-    import re
-    from datetime import datetime
-
     m = re.search(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.MULTILINE)
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") if m else None
 
@@ -466,9 +464,6 @@ def _step_intervals(workdir: Path) -> list[tuple[Any, Any, float]]:
     """(start, end, step seconds) of every epoch's optimiser steps, from each network's
     ``history.csv`` under ``workdir/results`` (``train_step_s``, else end − start); the
     collected ``results/history.csv`` repeats the networks' rows and is skipped."""
-    import csv
-    from datetime import datetime
-
     spans = []
     for path in (workdir / "results").rglob("history.csv"):
         if path.parent == workdir / "results":
@@ -511,9 +506,6 @@ def _latest_log(workdir: Path) -> Path:
 
 def _training_intervals(text: str) -> tuple[list[Any], list[tuple[Any, Any]]]:
     """All timestamps, and (start, end) of every training job, from a snakemake log."""
-    import re
-    from datetime import datetime
-
     stamp_re = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
     start_re = re.compile(r"^(?:local)?rule (train\w*):$")
     end_re = re.compile(r"^Finished jobid: (\d+) \(Rule: (train\w*)\)")
