@@ -17,7 +17,6 @@ rule render_claims:
         sidecar="figures/claims.json",
     params:
         compare=config["compare"],
-        claims=config["claims"],
     log:
         "logs/render/render_claims.log",
     localrule: True

@@ -7,4 +7,4 @@ logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
                     format="%(asctime)s %(levelname)s %(message)s")
 out = snakemake.output
 render_claims(snakemake.input.metrics, out.md, out.csv, out.sidecar,
-              compare=dict(snakemake.params.compare), claims=dict(snakemake.params.claims))
+              compare=dict(snakemake.params.compare))
