@@ -23,6 +23,9 @@ A dataset block's ``sha256`` / ``md5`` replace the pinned values (a mirror that 
 another release on purpose, or the tests' fabricated archives): giving either one means
 "not the official file", so only the hashes given are checked. After every successful
 fetch the record (url, sha256, md5, what verified it) is written to ``<file>.json``.
+
+Archives live under ``resources/downloads/<source>/`` (:func:`download_dir`), outside
+``results/``, so that deleting the results never deletes gigabytes of downloads.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ __all__ = [
     "ChecksumError",
     "DownloadError",
     "archives_for",
+    "download_dir",
     "download_outputs",
     "download_params",
     "download_source",
@@ -123,6 +127,8 @@ SOURCES: dict[str, tuple[Archive, ...]] = {
     )),
 }
 OVERRIDE_KEYS = ("mirror", "sha256", "md5", "local_dir")
+# Archives live outside results/ so that ``rm -rf results`` keeps gigabytes of downloads.
+DOWNLOAD_ROOT = "resources"
 
 
 def _override(value: Any, filename: str) -> Any:
@@ -175,7 +181,13 @@ def download_params(datasets: Mapping[str, Mapping[str, Any]], source: str) -> d
     return found or dict.fromkeys(OVERRIDE_KEYS)
 
 
-def download_outputs(source: str, root: str = "results") -> list[str]:
+def download_dir(source: str, root: str | Path = DOWNLOAD_ROOT) -> Path:
+    """Where the archives of ``source`` live: ``{root}/downloads/{source}``, relative to the
+    working directory (the workflow's root) unless ``root`` is absolute."""
+    return Path(root) / "downloads" / source
+
+
+def download_outputs(source: str, root: str = DOWNLOAD_ROOT) -> list[str]:
     """The download rule's output paths for ``source``: ``{root}/downloads/{source}/{file}``."""
     return [f"{root}/downloads/{source}/{a.filename}" for a in SOURCES[source]]
 

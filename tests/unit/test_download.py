@@ -41,6 +41,13 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in ``tmp_path``: the preparers' default archive directory, resources/downloads,
+    is relative to the working directory (the workflow's root)."""
+    monkeypatch.chdir(tmp_path)
+
+
 # ------------------------------------------------------------------ fabricated archives
 
 
@@ -260,7 +267,7 @@ def test_download_then_prepare_uses_the_verified_archive(served: tuple[str, Path
     url, root = served
     make_cifar10(root / "cifar-10-python.tar.gz")
     block = _block("cifar10", root / "cifar-10-python.tar.gz", url, augment="crop_flip")
-    dest = tmp_path / "results" / "downloads" / "cifar10"
+    dest = tmp_path / "resources" / "downloads" / "cifar10"  # download_outputs' directory
     records = D.download_source("cifar10", block, dest)
     assert records[0]["verified_by"] == ["sha256", "md5"]
     assert records[0]["url"] == f"{url}/cifar-10-python.tar.gz"
@@ -279,15 +286,16 @@ def test_cifar_prepare(source: str, served: tuple[str, Path], tmp_path: Path) ->
     block = _block(source, root / name, url, val_size=10 if source == "cifar10" else 20,
                    augment="crop_flip")
     out = tmp_path / "results" / "data" / source
-    prepare_dataset(source, block, out)  # fetches into results/downloads/<source> itself
-    assert (tmp_path / "results" / "downloads" / source / name).exists()
+    prepare_dataset(source, block, out)  # fetches into resources/downloads/<source> itself
+    assert (tmp_path / "resources" / "downloads" / source / name).exists()
+    assert not (tmp_path / "results" / "downloads").exists()  # rm -rf results keeps archives
     k = 10 if source == "cifar10" else 100
     sizes = {"train": 40, "val": 10, "test": 20} if k == 10 else {"train": 180, "val": 20,
                                                                   "test": 100}
     manifest = _check_prepared(out, sizes, k, (3, 32, 32))
     assert manifest["normalize"] == D_NORMALIZE[source]
     assert manifest["archives"][0]["sha256"] == _sha256(root / name)
-    assert not (tmp_path / "results" / "downloads" / source / name.split("-python")[0]).exists()
+    assert not (tmp_path / "resources" / "downloads" / source / name.split("-python")[0]).exists()
     test_x = arrays["test_batch" if k == 10 else "test"]
     np.testing.assert_array_equal(load_split(out, "test").x, test_x)  # pixels exactly
     pool = (np.concatenate([arrays[f"data_batch_{i}"] for i in range(1, 6)]) if k == 10
@@ -490,7 +498,7 @@ def test_truncated_archive_with_matching_hash_fails_on_read(served: tuple[str, P
     out = tmp_path / "results" / "data" / "tiny"
     with pytest.raises(D.ArchiveError, match="tiny-imagenet-200.zip is truncated or corrupted"):
         prepare_dataset("tiny", block, out)
-    _no_trusted_file(tmp_path / "results" / "downloads" / "tiny_imagenet",
+    _no_trusted_file(tmp_path / "resources" / "downloads" / "tiny_imagenet",
                      "tiny-imagenet-200.zip")
     assert not (out / "manifest.json").exists()
 
@@ -547,7 +555,8 @@ def test_download_params_of_a_source() -> None:
     with pytest.raises(ValueError, match="datasets.c: source cifar10"):
         D.download_params({**datasets, "c": {"source": "cifar10", "mirror": "http://x"}},
                           "cifar10")
-    assert D.download_outputs("cub200") == ["results/downloads/cub200/CUB_200_2011.tgz"]
+    assert D.download_outputs("cub200") == ["resources/downloads/cub200/CUB_200_2011.tgz"]
+    assert D.download_dir("cub200") == Path("resources/downloads/cub200")
 
 
 # ------------------------------------------------------------------ through snakemake
@@ -596,7 +605,7 @@ def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Pat
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    archive = tmp_path / "results" / "downloads" / "cifar10" / "cifar-10-python.tar.gz"
+    archive = tmp_path / "resources" / "downloads" / "cifar10" / "cifar-10-python.tar.gz"
     assert _sha256(archive) == block["sha256"]
     assert "verified" in (tmp_path / "logs" / "download" / "cifar10.log").read_text()
     manifest = json.loads((tmp_path / "results" / "data" / "c10" / "manifest.json").read_text())

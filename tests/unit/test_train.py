@@ -61,7 +61,7 @@ def test_fast_mnist1d_interpolation_gives_the_packages_dataset_bit_for_bit():
 
     from mnist1d.data import get_dataset_args, make_dataset
 
-    from selfdistill.data import _fast_mnist1d_interpolation, _mnist1d_arrays
+    from selfdistill.sources.mnist1d import _fast_mnist1d_interpolation, _mnist1d_arrays
 
     params = {"num_samples": 2000, "train_fraction": 0.8, "generator_seed": 7}
     ours = _mnist1d_arrays(params)

@@ -1,7 +1,7 @@
 # Verified downloads of the paper-scale datasets (SPEC §2, §5): one rule per source that
 # needs archives (cifar10, cifar100, tiny_imagenet, cub200, fashion_mnist), fetched from
 # the official URL or the dataset block's `mirror`, checked against pinned sha256/md5
-# (selfdistill.download.SOURCES) and written to results/downloads/{source}/.
+# (selfdistill.download.SOURCES) and written to resources/downloads/{source}/.
 # Include it BEFORE data.smk: prepare_dataset takes `download_input` as an input.
 from selfdistill import download as D
 

@@ -1,0 +1,78 @@
+"""CUB-200-2011 (SPEC §5 names it; its set-up is unknown, so ours), decoded in one
+streaming pass over the official tgz, stored as uint8 [n, 3, image_size, image_size]."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import download
+from .keys import COMMON, DOWNLOADED, IMAGES, Key, Source, augment_key, resize_check, source_key
+from .shared import IMAGENET_NORMALIZE, archives, image_array, member, reading, write_images
+
+__all__ = ["CUB200", "prepare"]
+
+CUB_TEXTS = ("images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt")
+TRAIN_IMAGES, DEFAULT_SIZE = 5994, 32  # official train_test_split.txt; the CIFAR-scale recipe
+
+
+def _cub_members(path: Path, size: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """One streaming pass over the tgz: every image decoded + resized, and the index files."""
+    images: dict[str, np.ndarray] = {}
+    texts: dict[str, str] = {}
+    with reading(path), tarfile.open(path, "r|gz") as tar:
+        for m in tar:
+            rel = m.name.removeprefix("./")
+            if not m.isfile() or not rel.startswith("CUB_200_2011/"):
+                continue
+            rel = rel.removeprefix("CUB_200_2011/")
+            if (rel.startswith("images/") and rel.lower().endswith(".jpg")
+                    and not Path(rel).name.startswith("._")):  # no macOS resource forks
+                images[rel.removeprefix("images/")] = image_array(tar.extractfile(m).read(), size)
+            elif rel in CUB_TEXTS:
+                texts[rel] = tar.extractfile(m).read().decode()
+    for t in CUB_TEXTS:
+        member(texts, t, path)
+    return images, texts
+
+
+def _table(text: str) -> dict[int, str]:
+    return {int(k): v for k, v in (line.split(" ", 1) for line in text.splitlines() if line)}
+
+
+def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
+            out_dir: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
+    """CUB-200-2011: the official ``train_test_split.txt`` (5,994 train / 5,794 test), a
+    seeded validation hold-out from train (SPEC §2), images resized (shorter side) and
+    centre-cropped to ``image_size`` (default 32, the CIFAR-scale recipe), ImageNet
+    mean/std; labels from ``image_class_labels.txt``."""
+    ddir, records = archives("cub200", opts, download_dir)
+    path = ddir / download.SOURCES["cub200"][0].filename
+    images, texts = _cub_members(path, int(opts["image_size"]))
+    paths, labels = _table(texts["images.txt"]), _table(texts["image_class_labels.txt"])
+    is_train, classes = _table(texts["train_test_split.txt"]), _table(texts["classes.txt"])
+    ids = sorted(paths)
+    missing = [paths[i] for i in ids if paths[i] not in images]
+    if missing:
+        raise download.ArchiveError(f"{path.name} lacks {len(missing)} images listed in "
+                                    f"images.txt (e.g. images/{missing[0]}).")
+    x = np.stack([images[paths[i]] for i in ids])
+    y = np.array([int(labels[i]) - 1 for i in ids], np.int64)
+    train = np.array([is_train[i].strip() == "1" for i in ids])
+    names = [classes[k] for k in sorted(classes)]
+    return write_images(name, params, opts, out_dir, (x[train], y[train]),
+                        (x[~train], y[~train]), names, IMAGENET_NORMALIZE, records)
+
+
+CUB200 = Source(
+    name="cub200", prepare=prepare, downloads=True,
+    keys={"source": source_key("cub200"), **COMMON, **DOWNLOADED, **IMAGES,
+          "image_size": Key("int", "stored size: shorter side resized, centre-cropped",
+                            default=DEFAULT_SIZE, low=8),
+          "augment": augment_key("crop_flip", "resized_crop_flip")},
+    train_pool=lambda opts: TRAIN_IMAGES, checks=(resize_check(DEFAULT_SIZE),),
+    files=tuple(a.filename for a in download.SOURCES["cub200"]))
