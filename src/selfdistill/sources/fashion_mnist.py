@@ -73,9 +73,9 @@ FASHION_MNIST = Source(
     name="fashion_mnist", prepare=prepare, downloads=True,
     keys={"source": source_key("fashion_mnist"), **COMMON, **DOWNLOADED, **IMAGES,
           "local_dir": Key("text", "directory holding the four idx .gz files, tried before "
-                           f"any download (default {download.FASHION_MNIST_DIR})",
+                           f"any download; default {download.FASHION_MNIST_DIR}",
                            default=None, nullable=True),
-          "image_size": Key("int", "stored size: resampled (antialiased bilinear) from 28 px",
+          "image_size": Key("int", "stored size, resampled with antialiased bilinear from 28 px",
                             default=NATIVE, low=8),
           "train_subset": Key("int", "seeded subset of the 60,000 training images kept "
                               "before the hold-out; null keeps all", default=None, low=2,

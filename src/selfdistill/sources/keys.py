@@ -64,7 +64,7 @@ class Key:
                 what += f" {'>' if self.open_low else '>='} {_num(self.low)}"
         else:
             what = {"bool": "true or false", "choice": f"one of {', '.join(self.choices)}",
-                    "text": "a string (path or URL)",
+                    "text": "a path or URL string",
                     "hash": f"a {self.digits}-hex-digit digest or a mapping {{file name: digest}}"
                     }[self.kind]
         return what + (" or null" if self.nullable else "")
@@ -228,7 +228,7 @@ DOWNLOADED: dict[str, Key] = {
                nullable=True),
 }
 IMAGES: dict[str, Key] = {
-    "input_size": Key("int", "network input size for augment resized_crop_flip (SPEC §2); "
+    "input_size": Key("int", "network input size for augment resized_crop_flip, SPEC §2; "
                       "default: the stored size", default=None, low=8, nullable=True,
                       example=32),
 }
