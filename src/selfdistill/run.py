@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .augment import InputPipeline, build_input_pipeline
+from .checkpoint import ResumeIdentity
 from .data import SPLITS, load_manifest, load_split
 from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
 from .models import build_model
@@ -190,8 +191,8 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
     model = build_model(spec.arch, k, shape)
     fp = run_fingerprint(spec, manifest)
     pipeline = build_pipeline(manifest, spec.train)
-    result = fit(model, objective, train, val, spec.train, device, out / "resume.pt", fp,
-                 spec.describe(), pipeline,
+    result = fit(model, objective, train, val, spec.train, device,
+                 resume=ResumeIdentity(out / "resume.pt", fp, spec.describe()), pipeline=pipeline,
                  on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(), row["epoch"],
                                                {k: round(v, 4) for k, v in row.items()}))
     t_eval = time.perf_counter()

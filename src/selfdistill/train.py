@@ -5,59 +5,61 @@ index permutation (last partial batch kept) and augmented on the device. SGD wit
 momentum, MultiStepLR stepped at the END of each epoch (SPEC §2), validation every
 epoch, and the checkpoint of best validation accuracy (ties: later epoch) is the one
 kept. Every ``checkpoint_every`` epochs, and on SIGTERM at the next step boundary, a
-resume file holds every piece of state, so a killed run restarts bit-identically on CPU.
+resume file (:mod:`selfdistill.checkpoint`) holds every piece of state, so a killed run
+restarts bit-identically on CPU.
+
+Reading order: :func:`train_step` (one optimiser step), :func:`run_epoch` (one pass over
+the epoch's permutation), :func:`fit` (set-up, resume, the epochs, the best checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import logging
 import os
-import random
-import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .augment import InputPipeline, build_augment, host_to_device
+from .checkpoint import (
+    ResumeIdentity,
+    ResumeState,
+    SigtermFlag,
+    TrainInterrupted,
+    fingerprint,
+    save_resume,
+    try_resume,
+)
 from .data import Split
-from .io import atomic_path
 from .objectives import Objective
 
 __all__ = [
+    "EpochSums",
     "NonFiniteLossError",
+    "ResumeIdentity",
     "ResumeState",
     "TrainConfig",
     "TrainInterrupted",
+    "TrainParts",
     "TrainResult",
     "derive_seed",
+    "fingerprint",
     "fit",
     "forward_views",
     "predict_logits",
+    "run_epoch",
     "select_device",
+    "train_step",
 ]
-
-log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class TrainInterrupted(SystemExit):
-    """Raised after SIGTERM once the resume checkpoint is written (exit status 143)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(143)
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -89,22 +91,6 @@ class TrainConfig:
         if bad:
             raise ValueError(f"milestones {bad} outside 1..epochs={self.epochs}: each is the "
                              f"epoch after which the learning rate is multiplied by gamma")
-
-
-@dataclass
-class ResumeState:
-    """Everything needed to continue a run exactly where it stopped."""
-
-    epoch: int = 0  # epochs completed
-    step_in_epoch: int = 0  # optimiser steps done in the current (incomplete) epoch
-    global_step: int = 0
-    perm: Tensor | None = None  # the current epoch's index order
-    sums: dict[str, float] = field(default_factory=dict)  # partial-epoch accumulators
-    best_val: float = -1.0
-    best_epoch: int = -1
-    best_state: dict[str, Tensor] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    train_step_seconds: float = 0.0
 
 
 @dataclass
@@ -193,176 +179,114 @@ def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1024,
     return torch.cat(outs)
 
 
-def _rng_state(gens: Mapping[str, torch.Generator]) -> dict[str, Any]:
-    state: dict[str, Any] = {name: g.get_state() for name, g in gens.items()}
-    state["torch"] = torch.get_rng_state()
-    state["numpy"] = np.random.get_state()
-    state["python"] = random.getstate()
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+# --------------------------------------------------------------------------- one step
 
 
-def _set_rng_state(gens: Mapping[str, torch.Generator], state: Mapping[str, Any]) -> None:
-    for name, g in gens.items():
-        g.set_state(state[name])
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def train_step(model: nn.Module, objective: Objective, opt: torch.optim.Optimizer, xb: Tensor,
+               yb: Tensor, idx: Tensor | None = None, bf16: bool = False,
+               forward: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """One optimiser step on the training view ``xb`` [b, ...] with labels ``yb`` [b].
 
-
-class _SigtermFlag:
-    """Turns SIGTERM into a flag polled at step boundaries (restored on exit)."""
-
-    def __init__(self) -> None:
-        self.raised = False
-        self._old: Any = None
-
-    def __enter__(self) -> _SigtermFlag:
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler possible
-            self._old = None
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-
-def fingerprint(payload: Mapping[str, Any]) -> str:
-    """sha256 of a JSON payload (config + input hashes) that names a run's identity."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: TrainConfig,
-        device: torch.device, resume_path: str | Path | None = None, fingerprint_id: str = "",
-        describe: str = "", pipeline: InputPipeline | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
-        sync_check: bool = False) -> TrainResult:
-    """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
-
-    ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
-    ``describe`` names the run in error messages (method, seed, generation).
-    ``sync_check`` (CUDA): the optimiser steps run under
-    ``torch.cuda.set_sync_debug_mode("error")``, so any host synchronisation inside the
-    step loop raises (the per-epoch checks and validation stay outside). A test instrument
-    (``tests/gpu``): a SIGTERM resume write inside the loop would raise under it too.
+    Forward (bf16 autocast on CUDA when ``bf16``), the objective's loss (SPEC §3) on fp32
+    logits, backward, SGD step (SPEC §2), then the objective's per-step update (the BS EMA,
+    SPEC §3.5). ``idx`` [b]: the batch's example indices, for an objective with precomputed
+    per-example targets; ``forward``: what to call instead of ``model`` (its
+    ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
     """
-    set_determinism(cfg.deterministic, device, cfg.compile)
-    model.to(device)
-    if cfg.channels_last and train.x.ndim == 4:
-        model.to(memory_format=torch.channels_last)
-    x_tr = torch.as_tensor(train.x, device=device)
-    y_tr = torch.as_tensor(train.y, device=device)
-    x_va = torch.as_tensor(val.x, device=device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones),
-                                                 gamma=cfg.gamma)
-    gens = {"order": torch.Generator().manual_seed(derive_seed(cfg.seed, "order")),
-            "augment": torch.Generator().manual_seed(derive_seed(cfg.seed, "augment"))}
-    if pipeline is None:
-        pipeline = InputPipeline(build_augment(cfg.augment, (0.0,), cfg.augment_padding))
-    step_fn = torch.compile(model) if cfg.compile else model
-    state, resumed_from = _try_resume(resume_path, fingerprint_id, model, opt, sched,
-                                      objective, gens, device, describe)
-    fixed_views = pipeline.deterministic_train
-    if fixed_views:  # e.g. the SD teacher's logits, computed once (same values every epoch)
-        objective.precompute(lambda net, x=x_tr: forward_views(net, x, pipeline, cfg, device))
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16,
+                        enabled=bf16 and xb.device.type == "cuda"):
+        logits = (model if forward is None else forward)(xb)  # [b, K]
+        loss = objective.loss(logits.float(), xb, yb, idx)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    objective.after_step(model)
+    return loss.detach(), logits.detach()
 
-    def save_resume() -> None:
-        if resume_path is not None:
-            _save_resume(resume_path, fingerprint_id, state, model, opt, sched, objective, gens)
 
-    with _SigtermFlag() as sigterm:
-        while state.epoch < cfg.epochs:
-            t0, t0_unix = time.perf_counter(), time.time()
-            lr = opt.param_groups[0]["lr"]
-            if state.perm is None:
-                state.perm = torch.randperm(len(train.y), generator=gens["order"])
-                state.sums = {"loss": 0.0, "correct": 0.0, "n": 0.0}
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            bad_seen = torch.zeros((), dtype=torch.bool, device=device)
-            finite_prefix = torch.zeros((), dtype=torch.int64, device=device)
-            start_step = state.step_in_epoch
-            model.train()
-            steps = _batches(x_tr, y_tr, state.perm, state.step_in_epoch, cfg.batch_size)
-            n_seen = 0
-            sync_guard = _sync_debug_error(device) if sync_check else contextlib.nullcontext()
-            with sync_guard:
-                for step, idx, xb, yb in steps:
-                    if sigterm.raised:
-                        _flush_sums(state, loss_sum, correct, n_seen, step)
-                        save_resume()
-                        raise TrainInterrupted(f"{describe}: SIGTERM received; resume checkpoint "
-                                               f"written at epoch {state.epoch} step {step}")
-                    xb = pipeline.train(xb, gens["augment"])
-                    if cfg.channels_last and xb.dim() == 4:
-                        xb = xb.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(device.type, dtype=torch.bfloat16,
-                                        enabled=cfg.bf16 and device.type == "cuda"):
-                        logits = step_fn(xb)  # [b, K]
-                        loss = objective.loss(logits.float(), xb, yb,
-                                              idx if fixed_views else None)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    objective.after_step(model)
-                    state.global_step += 1
-                    ld = loss.detach()
-                    finite = torch.isfinite(ld)  # on device: no per-step host sync
-                    finite_prefix += finite & ~bad_seen
-                    bad_seen |= ~finite
-                    loss_sum += ld.double() * yb.shape[0]
-                    n_seen += yb.shape[0]
-                    correct += (logits.detach().argmax(1) == yb).sum()
-            if bool(bad_seen):
-                bad = start_step + int(finite_prefix)
-                raise NonFiniteLossError(
-                    f"{describe}: non-finite training loss at epoch {state.epoch + 1}, step "
-                    f"{bad} (lr {lr}). Lower train.lr or check the inputs; no checkpoint of this "
-                    f"epoch was written, the last resume file is kept.")
-            _flush_sums(state, loss_sum, correct, n_seen, 0)
-            train_seconds = time.perf_counter() - t0
-            t1_unix = time.time()
-            state.train_step_seconds += train_seconds
-            val_logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last,
-                                        pipeline.eval)
-            val_acc = float((val_logits.argmax(1).numpy() == val.y).mean())
-            sched.step()
-            state.epoch += 1
-            row = {"epoch": state.epoch, "lr": lr,
-                   "train_loss": state.sums["loss"] / state.sums["n"],
-                   "train_accuracy": state.sums["correct"] / state.sums["n"],
-                   "val_accuracy": val_acc, "time_s": time.perf_counter() - t0,
-                   "train_step_s": train_seconds,
-                   # wall-clock span of this epoch's optimiser steps (Unix seconds), from
-                   # which the benchmark measures the wall time outside training steps
-                   "step_start_unix": round(t0_unix, 3), "step_end_unix": round(t1_unix, 3)}
-            state.history.append(row)
-            if val_acc >= state.best_val:  # ties: the later epoch (SPEC §2)
-                state.best_val, state.best_epoch = val_acc, state.epoch
-                state.best_state = {k: v.detach().clone().cpu() for k, v in
-                                    model.state_dict().items()}
-            state.perm, state.step_in_epoch = None, 0
-            if on_epoch is not None:
-                on_epoch(row)
-            if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
-                save_resume()
-    del x_tr, y_tr, x_va
-    assert state.best_state is not None
-    model.load_state_dict(state.best_state)
-    return TrainResult(model=model, best_epoch=state.best_epoch, best_val_accuracy=state.best_val,
-                       history=state.history, device=str(device),
-                       train_step_seconds=state.train_step_seconds,
-                       resumed_from_epoch=resumed_from)
+# --------------------------------------------------------------------------- one epoch
+
+
+@dataclass(frozen=True)
+class TrainParts:
+    """What every step of one run uses, built once by :func:`fit`."""
+
+    model: nn.Module
+    objective: Objective
+    opt: torch.optim.Optimizer
+    sched: Any  # MultiStepLR, stepped at the end of each epoch
+    gens: dict[str, torch.Generator]  # "order" (permutations), "augment" (training views)
+    pipeline: InputPipeline
+    cfg: TrainConfig
+    forward: Callable[[Tensor], Tensor]  # ``model``, or its torch.compile wrapper
+    describe: str = ""  # the run's name in error messages
+    sync_check: bool = False  # CUDA: any host synchronisation inside the step loop raises
+
+    @property
+    def fixed_views(self) -> bool:
+        """No augmentation: the objective may precompute per-example targets (by index)."""
+        return self.pipeline.deterministic_train
+
+    def train_view(self, xb: Tensor) -> Tensor:
+        """The stored batch as the network sees it in training (augmented, laid out)."""
+        xb = self.pipeline.train(xb, self.gens["augment"])
+        if self.cfg.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb
+
+
+@dataclass(frozen=True)
+class EpochSums:
+    """One pass's totals on the host: loss summed over examples, correct predictions,
+    examples, optimiser steps taken, and the step SIGTERM stopped the pass before (None: the
+    pass reached the end of the permutation)."""
+
+    loss: float
+    correct: float
+    n: float
+    steps: int
+    stopped_at: int | None = None
+
+
+def run_epoch(parts: TrainParts, x: Tensor, y: Tensor, perm: Tensor, start_step: int,
+              epoch: int, stop: Callable[[], bool] = lambda: False) -> EpochSums:
+    """Optimiser steps over ``perm`` [n] (indices into ``x``, ``y``) from ``start_step`` on.
+
+    The accumulators stay on the device, so no step waits for the host. ``stop`` is polled
+    before each step (SIGTERM): the pass ends there, before that batch's augmentation draws.
+    After a complete pass a non-finite loss raises :class:`NonFiniteLossError` naming the
+    first bad step of ``epoch`` (1-based).
+    """
+    dev = x.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    bad_seen = torch.zeros((), dtype=torch.bool, device=dev)
+    finite_prefix = torch.zeros((), dtype=torch.int64, device=dev)  # steps before the first bad
+    n_seen, steps, stopped_at = 0, 0, None
+    parts.model.train()
+    with _sync_debug_error(dev) if parts.sync_check else contextlib.nullcontext():
+        for step, idx, xb, yb in _batches(x, y, perm, start_step, parts.cfg.batch_size):
+            if stop():
+                stopped_at = step
+                break
+            loss, logits = train_step(parts.model, parts.objective, parts.opt,
+                                      parts.train_view(xb), yb,
+                                      idx if parts.fixed_views else None, parts.cfg.bf16,
+                                      parts.forward)
+            steps += 1
+            finite = torch.isfinite(loss)  # on device: no per-step host sync
+            finite_prefix += finite & ~bad_seen
+            bad_seen |= ~finite
+            loss_sum += loss.double() * yb.shape[0]
+            n_seen += yb.shape[0]
+            correct += (logits.argmax(1) == yb).sum()
+    if stopped_at is None and bool(bad_seen):
+        raise NonFiniteLossError(
+            f"{parts.describe}: non-finite training loss at epoch {epoch}, step "
+            f"{start_step + int(finite_prefix)} (lr {parts.opt.param_groups[0]['lr']}). Lower "
+            f"train.lr or check the inputs; no checkpoint of this epoch was written, the last "
+            f"resume file is kept.")
+    return EpochSums(float(loss_sum), float(correct), float(n_seen), steps, stopped_at)
 
 
 @contextlib.contextmanager
@@ -379,46 +303,134 @@ def _sync_debug_error(device: torch.device) -> Iterator[None]:
         torch.cuda.set_sync_debug_mode(previous)
 
 
-def _flush_sums(state: ResumeState, loss_sum: Tensor, correct: Tensor, n_seen: int,
-                step: int) -> None:
-    """Fold this pass's on-device accumulators into the host-side resume state."""
-    state.sums["loss"] += float(loss_sum)
-    state.sums["correct"] += float(correct)
-    state.sums["n"] += float(n_seen)
-    state.step_in_epoch = step
+# --------------------------------------------------------------------------- the run
+
+_NO_RESUME = ResumeIdentity()  # no resume file; the run unnamed in messages
 
 
-def _save_resume(path: str | Path, fp: str, state: ResumeState, model: nn.Module,
-                 opt: torch.optim.Optimizer, sched: Any, objective: Objective,
-                 gens: Mapping[str, torch.Generator]) -> None:
-    payload = {"fingerprint": fp, "state": asdict(state), "model": model.state_dict(),
-               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-               "objective": objective.state_dict(), "rng": _rng_state(gens)}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: TrainConfig,
+        device: torch.device, *, resume: ResumeIdentity = _NO_RESUME,
+        pipeline: InputPipeline | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        sync_check: bool = False) -> TrainResult:
+    """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
+
+    ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
+    ``resume`` names the resume file, its fingerprint and the run (for messages);
+    ``on_epoch`` gets each epoch's history row. ``sync_check`` (CUDA): the optimiser steps
+    run under ``torch.cuda.set_sync_debug_mode("error")``, so any host synchronisation
+    inside the step loop raises (a test instrument, ``tests/gpu``).
+    """
+    parts = _setup(model, objective, cfg, device, pipeline, train.x.ndim, resume.describe,
+                   sync_check)
+    x_tr, y_tr = torch.as_tensor(train.x, device=device), torch.as_tensor(train.y, device=device)
+    x_va = torch.as_tensor(val.x, device=device)
+    state, resumed_from = try_resume(resume, model, parts.opt, parts.sched, objective, parts.gens,
+                                     device)
+    if parts.fixed_views:  # e.g. the SD teacher's logits, computed once (same every epoch)
+        objective.precompute(lambda net, x=x_tr: forward_views(net, x, parts.pipeline, cfg,
+                                                                  device))
+
+    def save() -> None:
+        save_resume(resume, state, model, parts.opt, parts.sched, objective, parts.gens)
+
+    with SigtermFlag() as sigterm:
+        while state.epoch < cfg.epochs:
+            t0, t0_unix = time.perf_counter(), time.time()
+            lr = parts.opt.param_groups[0]["lr"]
+            _start_epoch(state, parts, len(train.y))
+            sums = run_epoch(parts, x_tr, y_tr, state.perm, state.step_in_epoch,
+                             state.epoch + 1, lambda: sigterm.raised)
+            _add_sums(state, sums)
+            if sums.stopped_at is not None:
+                save()
+                raise TrainInterrupted(f"{resume.describe}: SIGTERM received; resume checkpoint "
+                                       f"written at epoch {state.epoch} step {sums.stopped_at}")
+            train_seconds, t1_unix = time.perf_counter() - t0, time.time()
+            state.train_step_seconds += train_seconds
+            val_acc = _val_accuracy(model, x_va, val, cfg, parts.pipeline)
+            parts.sched.step()
+            state.epoch += 1
+            row = _history_row(state, lr, val_acc, (t0, t0_unix, train_seconds, t1_unix))
+            _end_epoch(state, row, val_acc, model)
+            if on_epoch is not None:
+                on_epoch(row)
+            if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
+                save()
+    del x_tr, y_tr, x_va
+    assert state.best_state is not None
+    model.load_state_dict(state.best_state)
+    return TrainResult(model=model, best_epoch=state.best_epoch, best_val_accuracy=state.best_val,
+                       history=state.history, device=str(device),
+                       train_step_seconds=state.train_step_seconds,
+                       resumed_from_epoch=resumed_from)
 
 
-def _try_resume(path: str | Path | None, fp: str, model: nn.Module, opt: torch.optim.Optimizer,
-                sched: Any, objective: Objective, gens: Mapping[str, torch.Generator],
-                device: torch.device, describe: str) -> tuple[ResumeState, int | None]:
-    if path is None or not Path(path).exists():
-        return ResumeState(), None
-    try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # a resume file is a cache: an unreadable one is discarded
-        log.warning("%s: resume file %s unreadable (%s); starting fresh", describe, path, err)
-        return ResumeState(), None
-    if payload.get("fingerprint") != fp:
-        log.warning("%s: resume file %s was written for a different config or inputs "
-                    "(fingerprint %s, now %s); starting fresh", describe, path,
-                    str(payload.get("fingerprint"))[:12], fp[:12])
-        return ResumeState(), None
-    model.load_state_dict(payload["model"])
-    opt.load_state_dict(payload["optimizer"])
-    sched.load_state_dict(payload["scheduler"])
-    objective.load_state_dict(payload["objective"])
-    _set_rng_state(gens, payload["rng"])
-    state = ResumeState(**payload["state"])
-    log.info("%s: resuming from %s at epoch %d step %d", describe, path, state.epoch,
-             state.step_in_epoch)
-    return state, state.epoch
+def _setup(model: nn.Module, objective: Objective, cfg: TrainConfig, device: torch.device,
+           pipeline: InputPipeline | None, input_ndim: int, describe: str,
+           sync_check: bool) -> TrainParts:
+    """Determinism, the model on ``device``, SGD + MultiStepLR (SPEC §2), the seeded
+    ``order`` and ``augment`` generators, the input pipeline and the (compiled) forward."""
+    set_determinism(cfg.deterministic, device, cfg.compile)
+    model.to(device)
+    if cfg.channels_last and input_ndim == 4:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones),
+                                                 gamma=cfg.gamma)
+    gens = {"order": torch.Generator().manual_seed(derive_seed(cfg.seed, "order")),
+            "augment": torch.Generator().manual_seed(derive_seed(cfg.seed, "augment"))}
+    if pipeline is None:
+        pipeline = InputPipeline(build_augment(cfg.augment, (0.0,), cfg.augment_padding))
+    forward = torch.compile(model) if cfg.compile else model
+    return TrainParts(model, objective, opt, sched, gens, pipeline, cfg, forward, describe,
+                      sync_check)
+
+
+def _start_epoch(state: ResumeState, parts: TrainParts, n: int) -> None:
+    """A new epoch (not one resumed mid-way) draws its permutation and zeroes its sums."""
+    if state.perm is None:
+        state.perm = torch.randperm(n, generator=parts.gens["order"])
+        state.sums = {"loss": 0.0, "correct": 0.0, "n": 0.0}
+
+
+def _add_sums(state: ResumeState, sums: EpochSums) -> None:
+    """Fold one pass into the host-side resume state (``step_in_epoch``: where a stopped
+    pass resumes; 0 after a complete one)."""
+    state.sums["loss"] += sums.loss
+    state.sums["correct"] += sums.correct
+    state.sums["n"] += sums.n
+    state.global_step += sums.steps
+    state.step_in_epoch = 0 if sums.stopped_at is None else sums.stopped_at
+
+
+def _val_accuracy(model: nn.Module, x_va: Tensor, val: Split, cfg: TrainConfig,
+                  pipeline: InputPipeline) -> float:
+    logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval)
+    return float((logits.argmax(1).numpy() == val.y).mean())
+
+
+def _history_row(state: ResumeState, lr: float, val_acc: float,
+                 clock: tuple[float, float, float, float]) -> dict[str, Any]:
+    """The epoch's ``history.csv`` row; ``clock``: (perf_counter and Unix time at the
+    epoch's start, seconds of its optimiser steps, Unix time at their end)."""
+    t0, t0_unix, train_seconds, t1_unix = clock
+    return {"epoch": state.epoch, "lr": lr,
+            "train_loss": state.sums["loss"] / state.sums["n"],
+            "train_accuracy": state.sums["correct"] / state.sums["n"],
+            "val_accuracy": val_acc, "time_s": time.perf_counter() - t0,
+            "train_step_s": train_seconds,
+            # wall-clock span of this epoch's optimiser steps (Unix seconds), from which
+            # the run-log analysis measures the wall time outside training steps
+            "step_start_unix": round(t0_unix, 3), "step_end_unix": round(t1_unix, 3)}
+
+
+def _end_epoch(state: ResumeState, row: dict[str, Any], val_acc: float, model: nn.Module) -> None:
+    """Record the row, keep the best-validation weights (ties: the later epoch, SPEC §2)
+    and mark the next epoch as not started."""
+    state.history.append(row)
+    if val_acc >= state.best_val:
+        state.best_val, state.best_epoch = val_acc, state.epoch
+        state.best_state = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+    state.perm, state.step_in_epoch = None, 0

@@ -13,7 +13,7 @@ from torch import nn
 from selfdistill.data import load_split, prepare_dataset
 from selfdistill.io import sha256_file
 from selfdistill.models import build_model
-from selfdistill.objectives import BetaSmoothing, SelfDistillation
+from selfdistill.objectives import BetaSmoothing, Objective, SelfDistillation
 from selfdistill.run import MethodConfig, RunSpec, TeacherError, train_run
 from selfdistill.train import NonFiniteLossError, TrainConfig, fit, select_device
 
@@ -293,3 +293,91 @@ def test_sd_teacher_sees_each_augmented_batch(data_dir):
     """With augmentation the views change every step: no cache, one forward per step."""
     hist, _, seen, table, n = _sd_fit(data_dir, "shift1d", cached=True)
     assert table is None and seen == 3 * n
+
+
+def test_train_step_is_one_sgd_step_then_the_objective_update():
+    """train_step: loss of the pre-step logits, one SGD step with momentum and weight decay
+    (SPEC §2; the first momentum buffer is the gradient), then ``after_step`` once."""
+    from selfdistill.objectives import CrossEntropy
+    from selfdistill.train import train_step
+
+    class Counting(CrossEntropy):
+        calls = 0
+
+        def after_step(self, model):
+            Counting.calls += 1
+
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, (1, 40))
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(16, 1, 40), torch.randint(0, 10, (16,))
+    want_loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(want_loss, list(model.parameters()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    loss, logits = train_step(model, Counting(), opt, x, y)
+    assert torch.allclose(loss, want_loss.detach()) and not loss.requires_grad
+    assert logits.shape == (16, 10) and Counting.calls == 1
+    for p, p0, g in zip(model.parameters(), before, grads, strict=True):
+        assert torch.allclose(p, p0 - 0.1 * (g + 1e-4 * p0), atol=1e-7)
+
+
+class _SigtermAfter(Objective):
+    """Delegates to ``inner``; sends this process SIGTERM after optimiser step ``at``."""
+
+    def __init__(self, inner, at):
+        self.inner, self.at, self.steps = inner, at, 0
+
+    def loss(self, logits, x, y, idx=None):
+        return self.inner.loss(logits, x, y, idx)
+
+    def after_step(self, model):
+        import signal
+
+        self.inner.after_step(model)
+        self.steps += 1
+        if self.steps == self.at:
+            signal.raise_signal(signal.SIGTERM)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+def test_sigterm_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path):
+    """SIGTERM inside epoch 2 writes the resume file at the next step boundary and exits
+    with 143; a fresh process-state restart from it ends with the same weights, history and
+    EMA network as an uninterrupted run (BS with augmentation: every random stream)."""
+    from selfdistill.augment import build_input_pipeline
+    from selfdistill.train import ResumeIdentity, derive_seed
+
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    cfg = TrainConfig(epochs=3, milestones=(2,), seed=3, augment="shift1d", augment_padding=3)
+
+    def run(resume=None, interrupt_at=None):
+        resume = ResumeIdentity() if resume is None else resume
+        torch.manual_seed(0)
+        model = build_model("cnn1d", 10, (1, 40))
+        bs = BetaSmoothing(build_model("cnn1d", 10, (1, 40)), a=3.0, alpha=0.6,
+                           generator=torch.Generator().manual_seed(derive_seed(3, "beta")))
+        obj = bs if interrupt_at is None else _SigtermAfter(bs, interrupt_at)
+        pipe = build_input_pipeline("shift1d", 3, None, None)
+        return fit(model, obj, train, val, cfg, torch.device("cpu"), resume=resume,
+                   pipeline=pipe), bs
+
+    plain, bs_plain = run()
+    ident = ResumeIdentity(tmp_path / "resume.pt", "fp", "[test]")
+    with pytest.raises(SystemExit) as stopped:
+        run(ident, interrupt_at=6)  # 4 steps per epoch: inside epoch 2
+    assert stopped.value.code == 143
+    saved = torch.load(tmp_path / "resume.pt", weights_only=False)["state"]
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 2, 6)
+    resumed, bs_resumed = run(ident)
+    assert resumed.resumed_from_epoch == 1
+    for a, b in ((plain.model, resumed.model), (bs_plain.ema, bs_resumed.ema)):
+        for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert k == k2 and torch.equal(v, v2), k
+    drop = ("time_s", "train_step_s", "step_start_unix", "step_end_unix")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in plain.history] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in resumed.history]
