@@ -175,7 +175,8 @@ class Source:
             raise ValueError("invalid dataset block:\n  " + "\n  ".join(problems))
         return values
 
-    def _key_problems(self, name: str, params: Mapping[str, Any]) -> tuple[list[str], dict]:
+    def _key_problems(self, name: str,
+                      params: Mapping[str, Any]) -> tuple[list[str], dict[str, Any]]:
         problems, values = [], {}
         for key in params:
             if key not in self.keys:
