@@ -282,8 +282,8 @@ def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
         return SelfDistillation(build_model(arch, k, shape).to(dev))
     if name == "bs":
         torch.manual_seed(2)
-        return BetaSmoothing(build_model(arch, k, shape).to(dev), 3.0, 0.6,
-                             torch.Generator().manual_seed(derive_seed(0, "beta")))
+        return BetaSmoothing(build_model(arch, k, shape).to(dev), a=3.0, alpha=0.6,
+                             generator=torch.Generator().manual_seed(derive_seed(0, "beta")))
     return CrossEntropy()
 
 

@@ -14,9 +14,37 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .methods import METHODS, SWEPT
 from .train import TrainConfig
 
 _TRAIN_DEFAULTS = TrainConfig(epochs=150, milestones=(50, 100), seed=0)
+
+
+def _option_flag(method: str, option: str) -> str:
+    """``--sd-alpha`` for option ``alpha`` of method ``sd``; its dest is ``sd_alpha``."""
+    return f"--{method}-{option}".replace("_", "-")
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """One flag per option of each registry method, default from the registry (SPEC §3)."""
+    for m in METHODS.values():
+        group = p.add_argument_group(f"{m.label} options (SPEC §{m.section}; used with "
+                                     f"--method {m.name})")
+        for option, default in m.options().items():
+            flag, dest = _option_flag(m.name, option), f"{m.name}_{option}"
+            if isinstance(default, bool):
+                group.add_argument(flag, dest=dest, default=default,
+                                   action=argparse.BooleanOptionalAction,
+                                   help=f"{m.label} {option} (default: %(default)s)")
+            else:
+                group.add_argument(flag, dest=dest, default=default, type=type(default),
+                                   help=f"{m.label} {option} (default: %(default)s)")
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, object]:
+    """The chosen method's options from its flags (the config block ``methods.<method>``)."""
+    m = METHODS[args.method]
+    return {option: getattr(args, f"{m.name}_{option}") for option in m.options()}
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +53,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                                    "preds.npz and run.json into --out.")
     p.add_argument("--data", required=True, help="prepared dataset directory (manifest.json)")
     p.add_argument("--arch", required=True, help="model registry name, e.g. cnn1d, resnet34")
-    p.add_argument("--method", required=True, choices=["ce", "ls", "er", "sd", "bs"])
+    p.add_argument("--method", required=True, choices=list(METHODS))
+    strengths = ", ".join(f"{m.name} {m.swept}" for m in SWEPT)
     p.add_argument("--param", type=float, default=None,
-                   help="strength: ls eps, er beta, bs a (required for those methods)")
+                   help=f"strength: {strengths} (required for those methods)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gen", type=int, default=0, help="SD generation (>= 1 for sd)")
     p.add_argument("--teacher", default=None, help="teacher model.pt (sd only)")
@@ -39,11 +68,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=_TRAIN_DEFAULTS.lr)
     p.add_argument("--augment", default="none",
                    choices=["none", "crop_flip", "shift1d", "resized_crop_flip"])
-    p.add_argument("--sd-alpha", type=float, default=0.4)
-    p.add_argument("--sd-temperature", type=float, default=4.0)
-    p.add_argument("--bs-alpha", type=float, default=0.6)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=1)
+    _add_method_options(p)
 
 
 def _prepare_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +83,7 @@ def _prepare_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from .run import MethodConfig, RunSpec, train_run
+    from .run import RunSpec, train_run
 
     milestones = args.milestones
     if milestones is None:
@@ -64,10 +91,9 @@ def _run_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(epochs=args.epochs, milestones=tuple(m for m in milestones if m > 0),
                       seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                       augment=args.augment)
-    methods = MethodConfig(sd_alpha=args.sd_alpha, sd_temperature=args.sd_temperature,
-                           bs_alpha=args.bs_alpha)
     spec = RunSpec(dataset_dir=args.data, arch=args.arch, method=args.method, param=args.param,
-                   seed=args.seed, gen=args.gen, out_dir=args.out, train=cfg, methods=methods,
+                   seed=args.seed, gen=args.gen, out_dir=args.out, train=cfg,
+                   options=_method_options(args),
                    teacher=args.teacher, device=args.device, threads=args.threads,
                    config={"cli": vars(args)})
     record = train_run(spec)

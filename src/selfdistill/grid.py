@@ -2,9 +2,14 @@
 
 Takes the already-loaded config mapping (the package never reads config files itself).
 A run is identified by (dataset, arch, method, param, seed, gen); its directory is
-``results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}``, with ``param`` ``none``
-for ce and sd. SD generation g >= 1 is taught by generation g-1 of the same seed;
-generation 0 is the CE run (SPEC §3.4).
+``RUN_PATTERN`` filled in by :func:`run_dir`, the one spelling of a run's path (the rules'
+wildcard paths are :func:`run_pattern`). SD generation g >= 1 is taught by generation g-1
+of the same seed; generation 0 is the CE run (SPEC §3.4). Methods and their sweep keys
+come from the registry :data:`selfdistill.methods.METHODS`.
+
+"No strength" (ce, sd) is spelled once per layer: ``None`` in Python, ``none`` in paths
+and wildcards (``NO_PARAM``), empty in CSVs (SPEC §7); :func:`path_param`,
+:func:`csv_param` and :func:`parse_param` are the only conversions.
 """
 
 from __future__ import annotations
@@ -13,20 +18,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BUNDLE_MODES", "NO_PARAM", "Run", "bundle_parts", "data_dir", "experiment_runs", "find_experiment", "run_params", "experiments", "format_param", "grid",
-           "param_key", "run_dir", "teacher_of", "validate_config"]
+from .methods import METHODS, SWEPT
+
+__all__ = ["BUNDLE_MODES", "CHAIN", "NO_PARAM", "RUN_PATTERN", "Run", "bundle_parts",
+           "csv_param", "data_dir", "experiment_runs", "experiments", "find_experiment", "grid",
+           "parse_param", "path_param", "run_dir", "run_params", "run_pattern", "teacher_of",
+           "validate_config"]
 
 NO_PARAM = "none"
-SWEEP_KEYS = {"ls": "ls_eps", "er": "er_beta", "bs": "bs_a"}
+RUN_PATTERN = "{root}/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
+CHAIN = ("ce", "sd")  # SPEC §3.4: generation 0 (CE) and the SD generations it starts
 
 
-def format_param(value: float | None) -> str:
-    """Path/CSV spelling of a strength: ``0.1``, ``3``, ``1e-05``; ``none`` when absent."""
-    return NO_PARAM if value is None else f"{float(value):g}"
+def parse_param(text: str | float | None) -> float | None:
+    """A strength from either spelling (``none`` in paths, empty in CSVs) or a number."""
+    return None if text is None or text in (NO_PARAM, "") else float(text)
 
 
-def param_key(value: str) -> float | None:
-    return None if value in (NO_PARAM, "") else float(value)
+def path_param(value: str | float | None) -> str:
+    """Path/wildcard spelling of a strength: ``0.1``, ``3``, ``1e-05``; ``none`` when absent."""
+    v = parse_param(value)
+    return NO_PARAM if v is None else f"{v:g}"
+
+
+def csv_param(value: str | float | None) -> str:
+    """CSV spelling of a strength (SPEC §7 ``param``): as in paths, but empty when absent."""
+    v = parse_param(value)
+    return "" if v is None else f"{v:g}"
 
 
 @dataclass(frozen=True, order=True)
@@ -34,7 +52,7 @@ class Run:
     dataset: str
     arch: str
     method: str
-    param: str  # formatted, see format_param
+    param: str  # path spelling, see path_param
     seed: int
     gen: int
 
@@ -45,8 +63,13 @@ class Run:
 
 
 def run_dir(run: Run, root: str = "results") -> str:
-    return (f"{root}/{run.dataset}/{run.arch}/{run.method}/{run.param}/seed{run.seed}/"
-            f"gen{run.gen}")
+    """The run's directory under ``root``: ``RUN_PATTERN`` filled in."""
+    return RUN_PATTERN.format(root=root, **run.wildcards)
+
+
+def run_pattern(root: str = "results") -> str:
+    """``RUN_PATTERN`` under ``root`` with the run's wildcards left in (rule paths)."""
+    return RUN_PATTERN.replace("{root}", root)
 
 
 def teacher_of(run: Run) -> Run | None:
@@ -75,14 +98,17 @@ def experiments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def experiment_runs(exp: Mapping[str, Any], seeds: list[int]) -> list[Run]:
-    """Runs of one experiment in an order that respects the DAG (teachers first)."""
+    """Runs of one experiment in an order that respects the DAG (teachers first): per seed
+    the CE -> SD chain, then every other registry method at each of its sweep values."""
     d, a = exp["dataset"], exp["arch"]
     runs = []
     for seed in seeds:
         runs.append(Run(d, a, "ce", NO_PARAM, seed, 0))
         runs += [Run(d, a, "sd", NO_PARAM, seed, g) for g in range(1, exp["generations"] + 1)]
-        for method, key in SWEEP_KEYS.items():
-            runs += [Run(d, a, method, format_param(v), seed, 0) for v in exp["sweeps"][key]]
+        for m in METHODS.values():
+            if m.name not in CHAIN:
+                values = exp["sweeps"][m.sweep_key] if m.sweep_key else [None]
+                runs += [Run(d, a, m.name, path_param(v), seed, 0) for v in values]
     return runs
 
 
@@ -101,8 +127,8 @@ def bundle_parts(exp: Mapping[str, Any], mode: str, seed: int | str) -> dict[str
     if mode == "seed":
         return {"bundle": runs}
     if mode == "chain":
-        parts = {"chain": [r for r in runs if r.method in ("ce", "sd")],
-                 "baselines": [r for r in runs if r.method not in ("ce", "sd")]}
+        parts = {"chain": [r for r in runs if r.method in CHAIN],
+                 "baselines": [r for r in runs if r.method not in CHAIN]}
         return {k: v for k, v in parts.items() if v}
     raise ValueError(f"execution.bundle: {mode!r} has no bundles; known: {BUNDLE_MODES}")
 
@@ -127,11 +153,11 @@ def validate_config(config: Mapping[str, Any]) -> None:
         if bad:
             raise ValueError(f"{where}: train.milestones {bad} exceed train.epochs="
                              f"{tr['epochs']}; lower them or raise epochs.")
-        for method, key in SWEEP_KEYS.items():
-            want = config["compare"][key]
+        for m in SWEPT:
+            key, want = m.sweep_key, config["compare"][m.sweep_key]
             if not any(abs(float(v) - float(want)) < 1e-12 for v in exp["sweeps"][key]):
                 raise ValueError(f"{where}: compare.{key}={want} is not in sweeps.{key}="
-                                 f"{exp['sweeps'][key]}; E3/E4 compare {method} at that value, "
+                                 f"{exp['sweeps'][key]}; E3/E4 compare {m.name} at that value, "
                                  f"so add it to the sweep or change compare.{key}.")
         if config["compare"]["sd_gen"] > exp["generations"]:
             raise ValueError(f"{where}: compare.sd_gen={config['compare']['sd_gen']} > "
@@ -150,22 +176,27 @@ def find_experiment(config: Mapping[str, Any], dataset: str, arch: str) -> dict[
 
 
 def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> dict[str, Any]:
-    """Plain-dict description of one run, handed by the rules to ``selfdistill.run``."""
+    """Plain-dict description of one run, handed by the rules to ``selfdistill.run``.
+
+    It carries only the run's own method block ``methods.<method>`` (its keyword options),
+    so a run does not depend on another method's settings.
+    """
     exp = find_experiment(config, run.dataset, run.arch)
     ds = config["datasets"][run.dataset]
     ex = config["execution"]
     teacher = teacher_of(run)
+    options = dict(config["methods"].get(run.method) or {})
     train = {**exp["train"], "seed": run.seed, "augment": ds.get("augment", "none"),
              "augment_padding": ds.get("augment_padding", 4),
              "checkpoint_every": ex["checkpoint_every"], "channels_last": ex["channels_last"],
              "bf16": ex["bf16"], "compile": ex["compile"], "deterministic": ex["deterministic"]}
     return {
         "dataset": run.dataset, "dataset_dir": data_dir(run.dataset, root), "arch": run.arch,
-        "method": run.method, "param": param_key(run.param), "seed": run.seed, "gen": run.gen,
+        "method": run.method, "param": parse_param(run.param), "seed": run.seed, "gen": run.gen,
         "out_dir": run_dir(run, root),
         "teacher": f"{run_dir(teacher, root)}/model.pt" if teacher else None,
-        "train": train, "methods": dict(config["methods"]), "device": ex["device"],
+        "train": train, "options": options, "device": ex["device"],
         "threads": ex["threads"],
-        "config": {"experiment": exp, "dataset": ds, "methods": config["methods"],
+        "config": {"experiment": exp, "dataset": ds, "methods": {run.method: options},
                    "execution": ex},
     }

@@ -4,18 +4,17 @@ Every function takes the logits ``[n, K]`` of the network being trained and int6
 targets ``[n]`` and returns the batch-mean loss as a scalar tensor. Gradients flow into
 ``logits`` only: teacher and ranking-network logits are detached here, whatever the caller
 passes. ``log p`` is computed with ``log_softmax`` (SPEC §3, not ``log(p + 1e-8)``).
+Keyword defaults here (SD's alpha and T, BS's alpha, LS's spread) are the methods' only
+defaults: :mod:`selfdistill.methods` reads them as each method's config options.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "LOSSES",
     "beta_smoothing",
     "beta_targets",
     "cross_entropy",
@@ -117,11 +116,3 @@ def beta_smoothing(logits: Tensor, targets: Tensor, ranking_logits: Tensor,
     q = beta_targets(targets, logits.shape[1], ranking_logits, beta_samples)
     return (1.0 - alpha) * F.cross_entropy(logits, targets) + alpha * soft_cross_entropy(q, logits)
 
-
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "ce": cross_entropy,
-    "ls": label_smoothing,
-    "er": entropy_regularized,
-    "sd": self_distillation,
-    "bs": beta_smoothing,
-}

@@ -5,6 +5,7 @@ Numpy and the csv module only, so measure jobs start fast (no torch import).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 
 from . import metrics
 from .data import SPLITS
+from .grid import csv_param
 from .io import atomic_path, write_csv
 
 __all__ = ["METRIC_COLUMNS", "RUN_COLUMNS", "collect", "measure_run"]
@@ -22,11 +24,12 @@ METRIC_COLUMNS = ["accuracy", "nll", "ece", "entropy", "cd_entropy_max", "cd_ent
                   "cd_std_max", "cd_std_true"]
 RELIABILITY_COLUMNS = ["bin", "lower", "upper", "confidence", "accuracy", "count"]
 
+log = logging.getLogger(__name__)
+
 
 def _run_fields(run: Mapping[str, Any]) -> dict[str, Any]:
-    param = run["param"]
     return {"dataset": run["dataset"], "arch": run["arch"], "method": run["method"],
-            "param": "" if param in (None, "none") else param, "seed": int(run["seed"]),
+            "param": csv_param(run["param"]), "seed": int(run["seed"]),
             "gen": int(run["gen"])}
 
 
@@ -51,6 +54,7 @@ def measure_run(preds_path: str | Path, run: Mapping[str, Any], metrics_out: str
                                  **{k: bins[k][b].item() for k in RELIABILITY_COLUMNS[1:]}})
     write_csv(metrics_out, rows, RUN_COLUMNS + ["split", "n"] + METRIC_COLUMNS)
     write_csv(reliability_out, rel_rows, RUN_COLUMNS + ["split"] + RELIABILITY_COLUMNS)
+    log.info("%s: %s", preds_path, {r["split"]: round(r["accuracy"], 4) for r in rows})
 
 
 def collect(inputs: Sequence[str | Path], output: str | Path) -> int:
@@ -61,4 +65,5 @@ def collect(inputs: Sequence[str | Path], output: str | Path) -> int:
     df = pd.concat(frames, ignore_index=True)
     with atomic_path(output) as tmp:
         df.to_csv(tmp, index=False)
+    log.info("%s: %d rows from %d files", output, len(df), len(frames))
     return len(df)

@@ -3,7 +3,9 @@
 An objective turns the student's logits on an augmented batch into a loss; SD holds the
 frozen teacher (eval mode, same augmented batch, SPEC §3.4) and BS the EMA ranking
 network and its seeded Beta(a, 1) sampler (SPEC §3.5). The loss formulas themselves live
-in :mod:`selfdistill.losses`.
+in :mod:`selfdistill.losses`; a constructor passes its keyword options through to its loss,
+whose signature holds their defaults (SPEC §7). The registry that builds objectives is
+:mod:`selfdistill.methods`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from torch import Tensor, nn
 from . import losses
 from .augment import host_to_device
 
-__all__ = ["OBJECTIVES", "BetaSmoothing", "Objective", "SelfDistillation", "build_objective"]
+__all__ = ["BetaSmoothing", "CrossEntropy", "EntropyRegularization", "LabelSmoothing",
+           "Objective", "SelfDistillation"]
 
 
 class Objective:
     """Base: stateless loss of the student's logits. Subclasses add teachers or EMA nets."""
-
-    name = "base"
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -44,24 +45,24 @@ class Objective:
 
 
 class CrossEntropy(Objective):
-    name = "ce"
+    """CE, SPEC §3.1."""
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.cross_entropy(logits, y)
 
 
 class LabelSmoothing(Objective):
-    name = "ls"
+    """LS, SPEC §3.2; ``loss_options`` (``spread``) go to :func:`losses.label_smoothing`."""
 
-    def __init__(self, eps: float, spread: str = "others") -> None:
-        self.eps, self.spread = eps, spread
+    def __init__(self, eps: float, **loss_options: Any) -> None:
+        self.eps, self.loss_options = eps, loss_options
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
-        return losses.label_smoothing(logits, y, self.eps, self.spread)
+        return losses.label_smoothing(logits, y, self.eps, **self.loss_options)
 
 
 class EntropyRegularization(Objective):
-    name = "er"
+    """ER, SPEC §3.3."""
 
     def __init__(self, beta: float) -> None:
         self.beta = beta
@@ -71,17 +72,17 @@ class EntropyRegularization(Objective):
 
 
 class SelfDistillation(Objective):
-    """SD against a frozen teacher that sees the student's augmented batch (SPEC §3.4)."""
+    """SD against a frozen teacher that sees the student's augmented batch (SPEC §3.4).
 
-    name = "sd"
+    ``loss_options`` (alpha, temperature, student_temperature, t_squared) go to
+    :func:`losses.self_distillation`, which holds their defaults.
+    """
 
-    def __init__(self, teacher: nn.Module, alpha: float = 0.4, temperature: float = 4.0,
-                 student_temperature: bool = False, t_squared: bool = False) -> None:
+    def __init__(self, teacher: nn.Module, **loss_options: Any) -> None:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
-        self.alpha, self.temperature = alpha, temperature
-        self.student_temperature, self.t_squared = student_temperature, t_squared
+        self.loss_options = loss_options
         self.table: Tensor | None = None
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
@@ -91,9 +92,7 @@ class SelfDistillation(Objective):
             with torch.inference_mode():
                 teacher_logits = self.teacher(x)  # [n, K], BN running statistics
             teacher_logits = teacher_logits.clone()  # a normal tensor again
-        return losses.self_distillation(logits, y, teacher_logits, self.alpha,
-                                        self.temperature, self.student_temperature,
-                                        self.t_squared)
+        return losses.self_distillation(logits, y, teacher_logits, **self.loss_options)
 
     @torch.no_grad()
     def precompute(self, forward_all: Callable[[nn.Module], Tensor]) -> None:
@@ -109,16 +108,17 @@ class BetaSmoothing(Objective):
 
     Beta(a, 1) draws are U^(1/a) with U uniform on [0, 1) from ``generator`` (its CDF is
     x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly.
+    ``ema_cap`` is the cap 0.999 of the EMA decay (an option of the objective only);
+    ``loss_options`` (alpha) go to :func:`losses.beta_smoothing`, which holds its default.
     """
 
-    name = "bs"
-
-    def __init__(self, ema_model: nn.Module, a: float, alpha: float, generator: torch.Generator,
-                 ema_cap: float = 0.999) -> None:
+    def __init__(self, ema_model: nn.Module, a: float, generator: torch.Generator,
+                 ema_cap: float = 0.999, **loss_options: Any) -> None:
         self.ema = ema_model.train()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        self.a, self.alpha, self.generator, self.ema_cap = a, alpha, generator, ema_cap
+        self.a, self.generator, self.ema_cap = a, generator, ema_cap
+        self.loss_options = loss_options
         self.step = 0
 
     def sample(self, n: int, device: torch.device) -> Tensor:
@@ -129,11 +129,12 @@ class BetaSmoothing(Objective):
         with torch.no_grad():
             ranking_logits = self.ema(x)  # [n, K], train mode: batch statistics
         b = self.sample(y.shape[0], logits.device)
-        return losses.beta_smoothing(logits, y, ranking_logits, b, self.alpha)
+        return losses.beta_smoothing(logits, y, ranking_logits, b, **self.loss_options)
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        """θ_ema ← d·θ_ema + (1−d)·θ with d = min(1 − 1/(s+1), 0.999); BN buffers untouched."""
+        """θ_ema ← d·θ_ema + (1−d)·θ with d = min(1 − 1/(s+1), ema_cap); BN buffers untouched
+        (SPEC §3.5)."""
         self.step += 1
         decay = min(1.0 - 1.0 / (self.step + 1), self.ema_cap)
         ema_params = list(self.ema.parameters())
@@ -149,12 +150,3 @@ class BetaSmoothing(Objective):
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
 
-
-OBJECTIVES = {"ce": CrossEntropy, "ls": LabelSmoothing, "er": EntropyRegularization,
-              "sd": SelfDistillation, "bs": BetaSmoothing}
-
-
-def build_objective(method: str, **kwargs: Any) -> Objective:
-    if method not in OBJECTIVES:
-        raise KeyError(f"method: unknown method {method!r}; known: {sorted(OBJECTIVES)}")
-    return OBJECTIVES[method](**kwargs)

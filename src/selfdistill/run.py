@@ -5,8 +5,8 @@ This is the single code path behind the Snakemake training rules and the
 
 - ``model.pt``: best-validation weights plus what is needed to rebuild the network;
 - ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time);
-- ``preds.npz``: ``{split}_logits``, ``{split}_probs``, ``{split}_targets`` for the
-  un-augmented train, val and test splits (SPEC §4);
+- ``preds.npz``: ``{split}_logits`` and ``{split}_targets`` for the un-augmented train, val
+  and test splits (SPEC §4: every metric is recomputed from the logits);
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success.
@@ -26,18 +26,19 @@ import torch
 from .augment import InputPipeline, build_input_pipeline
 from .checkpoint import ResumeIdentity
 from .data import SPLITS, load_manifest, load_split
+from .grid import csv_param
 from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
+from .methods import get_method
 from .models import build_model
-from .objectives import BetaSmoothing, Objective, SelfDistillation, build_objective
+from .objectives import Objective
 from .provenance import provenance
 from .train import TrainConfig, derive_seed, fingerprint, fit, predict_logits, select_device
 
-__all__ = ["OUTPUT_FILES", "MethodConfig", "RunSpec", "TeacherError", "load_teacher",
-           "spec_from_params", "train_bundle", "train_run"]
+__all__ = ["OUTPUT_FILES", "RunSpec", "TeacherError", "load_teacher", "spec_from_params",
+           "train_bundle", "train_run"]
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ("model.pt", "history.csv", "preds.npz", "run.json")
-METHODS = ("ce", "ls", "er", "sd", "bs")
 
 
 class TeacherError(RuntimeError):
@@ -45,21 +46,13 @@ class TeacherError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class MethodConfig:
-    """Method hyper-parameters (SPEC §3); ``param`` of a run overrides the swept one."""
-
-    sd_alpha: float = 0.4
-    sd_temperature: float = 4.0
-    sd_student_temperature: bool = False
-    sd_t_squared: bool = False
-    bs_alpha: float = 0.6
-    ls_spread: str = "others"
-    ema_cap: float = 0.999
-
-
-@dataclass(frozen=True)
 class RunSpec:
-    """Identity and inputs of one trained network."""
+    """Identity and inputs of one trained network.
+
+    ``param`` is the swept strength of the method (None for ce and sd); ``options`` are the
+    method's keyword options (its config block ``methods.<method>``, SPEC §3), defaults of
+    the registry :mod:`selfdistill.methods` filling what is not given.
+    """
 
     dataset_dir: str
     arch: str
@@ -69,7 +62,7 @@ class RunSpec:
     gen: int
     out_dir: str
     train: TrainConfig
-    methods: MethodConfig = MethodConfig()
+    options: Mapping[str, Any] = field(default_factory=dict)
     teacher: str | None = None
     device: str = "auto"
     threads: int = 1
@@ -82,12 +75,11 @@ class RunSpec:
                 f"{p} seed={self.seed} gen={self.gen}]")
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        needs_param = self.method in ("ls", "er", "bs")
-        if needs_param and self.param is None:
-            raise ValueError(f"{self.describe()}: method {self.method} needs a param "
-                             f"(ls: eps, er: beta, bs: a)")
+        m = get_method(self.method)
+        if m.swept is not None and self.param is None:
+            raise ValueError(f"{self.describe()}: method {m.name} needs a param, its "
+                             f"strength {m.swept} ({m.symbol}, SPEC §{m.section})")
+        m.resolve(self.options)  # unknown option keys raise here, before any training
         if self.method == "sd" and (self.gen < 1 or not self.teacher):
             raise ValueError(f"{self.describe()}: sd needs gen >= 1 and a teacher checkpoint "
                              f"(generation 0 is the ce run, SPEC §3.4)")
@@ -118,23 +110,29 @@ def load_teacher(path: str | Path, arch: str, num_classes: int, input_shape: tup
     return teacher.to(device).eval()
 
 
+def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
+               device: torch.device) -> torch.nn.Module:
+    """BS ranking network: same architecture, its own random init (SPEC §3.5)."""
+    torch.manual_seed(derive_seed(spec.seed, spec.gen, "ema-init"))
+    return build_model(spec.arch, k, shape).to(device)
+
+
 def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device) -> Objective:
-    m, shape, k = spec.methods, tuple(meta["input_shape"]), int(meta["num_classes"])
-    if spec.method == "ls":
-        return build_objective("ls", eps=float(spec.param), spread=m.ls_spread)
-    if spec.method == "er":
-        return build_objective("er", beta=float(spec.param))
-    if spec.method == "sd":
-        teacher = load_teacher(spec.teacher, spec.arch, k, shape, device)
-        return SelfDistillation(teacher, m.sd_alpha, m.sd_temperature, m.sd_student_temperature,
-                                m.sd_t_squared)
-    if spec.method == "bs":
-        torch.manual_seed(derive_seed(spec.seed, spec.gen, "ema-init"))
-        ema = build_model(spec.arch, k, shape).to(device)  # its own random init (SPEC §3.5)
-        gen = torch.Generator().manual_seed(derive_seed(spec.seed, "beta"))
-        return BetaSmoothing(ema, a=float(spec.param), alpha=m.bs_alpha, generator=gen,
-                             ema_cap=m.ema_cap)
-    return build_objective("ce")
+    """The run's objective, built by the registry from the run state its constructor
+    requires: the SD teacher (SPEC §3.4), the BS EMA network and Beta sampler (SPEC §3.5)."""
+    shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
+    providers = {
+        "teacher": lambda: load_teacher(spec.teacher, spec.arch, k, shape, device),
+        "ema_model": lambda: _ema_model(spec, k, shape, device),
+        "generator": lambda: torch.Generator().manual_seed(derive_seed(spec.seed, "beta")),
+    }
+    method = get_method(spec.method)
+    missing = [name for name in method.requires() if name not in providers]
+    if missing:
+        raise TypeError(f"objective {method.objective_name} requires {missing}, which "
+                        f"run._objective cannot provide (known: {sorted(providers)})")
+    state = {name: providers[name]() for name in method.requires()}
+    return method.build(spec.param, spec.options, **state)
 
 
 def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
@@ -160,7 +158,8 @@ def spec_from_params(params: Mapping[str, Any]) -> RunSpec:
     p = dict(params)
     train = dict(p.pop("train"))
     train["milestones"] = tuple(train["milestones"])
-    return RunSpec(train=TrainConfig(**train), methods=MethodConfig(**p.pop("methods")), **p)
+    options = get_method(p["method"]).resolve(p.pop("options"))
+    return RunSpec(train=TrainConfig(**train), options=options, **p)
 
 
 def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -202,11 +201,10 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
         logits = predict_logits(result.model, x, spec.train.eval_batch_size,
                                 spec.train.channels_last, pipeline.eval)
         arrays[f"{split.name}_logits"] = logits.numpy()
-        arrays[f"{split.name}_probs"] = torch.softmax(logits.double(), 1).float().numpy()
         arrays[f"{split.name}_targets"] = split.y
     write_npz(out / "preds.npz", **arrays)
     fields = {"dataset": spec.dataset, "arch": spec.arch, "method": spec.method,
-              "param": "" if spec.param is None else f"{spec.param:g}", "seed": spec.seed,
+              "param": csv_param(spec.param), "seed": spec.seed,
               "gen": spec.gen}
     write_csv(out / "history.csv", [{**fields, **row} for row in result.history])
     ckpt = {"state_dict": result.model.state_dict(), "arch": spec.arch, "num_classes": k,

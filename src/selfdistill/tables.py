@@ -22,18 +22,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .grid import parse_param
 from .io import write_csv, write_json, write_text
+from .methods import METHODS as _REGISTRY
+from .methods import SWEPT
 from .provenance import provenance
 
-__all__ = ["METHODS", "METHOD_NAMES", "compare_runs", "matched_entropy", "method_label",
+__all__ = ["METHODS", "METHOD_NAMES", "PARAM_SYMBOLS", "compare_runs", "matched_entropy", "method_label",
            "methods_table", "pairs", "read_metrics", "read_reliability", "sd_chain",
            "seed_stats", "write_matched_entropy", "write_methods", "write_sidecar"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("ce", "ls", "er", "sd", "bs")
-METHOD_NAMES = {"ce": "CE", "ls": "LS", "er": "ER", "sd": "SD", "bs": "BS"}
-PARAM_SYMBOLS = {"ls": "ε", "er": "β", "bs": "a"}
+# From the registry (selfdistill.methods): names in table order, labels, strength symbols.
+METHODS = tuple(_REGISTRY)
+METHOD_NAMES = {m.name: m.label for m in _REGISTRY.values()}
+PARAM_SYMBOLS = {m.name: m.symbol for m in SWEPT}
 _LATEX_SYMBOLS = {"ε": r"$\varepsilon$", "β": r"$\beta$", "±": r"$\pm$", "−": "$-$"}
 RUN_KEYS = ["dataset", "arch", "method", "param", "seed", "gen"]
 METRIC_KEYS = ["accuracy", "nll", "ece", "entropy", "cd_entropy_max", "cd_entropy_true",
@@ -82,8 +86,9 @@ def one_pair(df: pd.DataFrame, dataset: str, arch: str) -> pd.DataFrame:
 
 def param_is(params: pd.Series, value: float) -> pd.Series:
     """Rows whose string ``param`` equals the float ``value`` (``"3"`` matches ``3.0``)."""
-    as_float = pd.to_numeric(params.replace("", np.nan), errors="coerce")
-    return pd.Series(np.isclose(as_float.to_numpy(dtype=float), float(value)), index=params.index)
+    as_float = np.array([np.nan if (v := parse_param(p)) is None else v for p in params],
+                        dtype=float)
+    return pd.Series(np.isclose(as_float, float(value)), index=params.index)
 
 
 def sd_chain(df: pd.DataFrame) -> pd.DataFrame:
@@ -96,15 +101,18 @@ def sd_chain(df: pd.DataFrame) -> pd.DataFrame:
 def compare_runs(df: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
     """The E3/E4 comparison points (SPEC §5): CE, LS(ε), ER(β), SD(generation), BS(a).
 
-    ``compare`` has keys ``ls_eps``, ``er_beta``, ``bs_a``, ``sd_gen``. Works on the
-    metric and the reliability tables alike.
+    ``compare`` has the sweep key of each swept method (``ls_eps``, ``er_beta``, ``bs_a``)
+    and ``sd_gen``; methods without a sweep (CE) keep every row. Works on the metric and
+    the reliability tables alike.
     """
     m = df["method"]
-    keep = ((m == "ce")
-            | ((m == "ls") & param_is(df["param"], compare["ls_eps"]))
-            | ((m == "er") & param_is(df["param"], compare["er_beta"]))
-            | ((m == "sd") & (df["gen"] == int(compare["sd_gen"])))
-            | ((m == "bs") & param_is(df["param"], compare["bs_a"])))
+    keep = (m == "sd") & (df["gen"] == int(compare["sd_gen"]))
+    for method in _REGISTRY.values():
+        if method.name == "sd":
+            continue
+        chosen = (param_is(df["param"], compare[method.sweep_key]) if method.sweep_key
+                  else pd.Series(True, index=df.index))
+        keep |= (m == method.name) & chosen
     return df[keep]
 
 
@@ -113,7 +121,7 @@ def method_label(method: str, param: str = "", gen: int = 0) -> str:
     name = METHOD_NAMES[method]
     if method == "sd":
         return f"{name} (gen {int(gen)})"
-    if method in PARAM_SYMBOLS and str(param) != "":
+    if method in PARAM_SYMBOLS and parse_param(param) is not None:
         return f"{name} ({PARAM_SYMBOLS[method]}={param})"
     return name
 
@@ -129,6 +137,7 @@ def seed_stats(df: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> p
 
 # --------------------------------------------------------------------------- E2 matched entropy
 
+_E2_MATCHED = ("ls", "er")  # SPEC §5 E2: the uncertainty-only baselines matched to SD
 _E2_COLUMNS = ("entropy", "accuracy", "cd_entropy_max")
 _E2_OUT = {"entropy": "entropy", "accuracy": "accuracy_pct", "cd_entropy_max": "diversity"}
 
@@ -169,15 +178,16 @@ def matched_entropy(metrics: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, arch in pairs(test):
         runs = one_pair(test, dataset, arch)
-        sd, ls, er = (_setting_stats(runs, m) for m in ("sd", "ls", "er"))
+        sd = _setting_stats(runs, "sd")
+        matched = {m: _setting_stats(runs, m) for m in _E2_MATCHED}
         for _, s in sd[sd["gen"] >= 1].sort_values("gen").iterrows():
             row: dict[str, Any] = {"dataset": dataset, "arch": arch, "sd_gen": int(s["gen"]),
                                    "n_seeds": int(s["n_seeds"])}
             for col in _E2_COLUMNS:
                 row[f"sd_{_E2_OUT[col]}_mean"] = float(s[f"{col}_mean"])
                 row[f"sd_{_E2_OUT[col]}_std"] = float(s[f"{col}_std"])
-            row |= _match_row("ls", float(s["entropy_mean"]), ls)
-            row |= _match_row("er", float(s["entropy_mean"]), er)
+            for method, settings in matched.items():
+                row |= _match_row(method, float(s["entropy_mean"]), settings)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -276,7 +286,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _e2_cells(r: Mapping[str, Any]) -> list[str]:
     cells = [r["dataset"], r["arch"], str(r["sd_gen"])]
-    for p in ("sd", "ls", "er"):
+    for p in ("sd", *_E2_MATCHED):
         if p != "sd":
             cells.append(r[f"{p}_param"] or "–")
         cells += [pm(r[f"{p}_entropy_mean"], r[f"{p}_entropy_std"], 3),
@@ -285,9 +295,18 @@ def _e2_cells(r: Mapping[str, Any]) -> list[str]:
     return cells
 
 
-_E2_HEADER = ["dataset", "arch", "SD gen", "SD entropy", "SD acc. (%)", "SD diversity",
-              "LS ε", "LS entropy", "LS acc. (%)", "LS diversity",
-              "ER β", "ER entropy", "ER acc. (%)", "ER diversity"]
+def _e2_header() -> list[str]:
+    """E2 column titles: SD's values, then each matched method's strength and values."""
+    head = ["dataset", "arch", f"{METHOD_NAMES['sd']} gen"]
+    for m in ("sd", *_E2_MATCHED):
+        label = METHOD_NAMES[m]
+        if m in PARAM_SYMBOLS:
+            head.append(f"{label} {PARAM_SYMBOLS[m]}")
+        head += [f"{label} entropy", f"{label} acc. (%)", f"{label} diversity"]
+    return head
+
+
+_E2_HEADER = _e2_header()
 _E2_NOTE = ("Test split, mean ± std over seeds. For each SD generation the LS (ε) and ER (β) "
             "setting whose seed-mean test entropy is closest. Entropy = average predictive "
             "entropy (nats); diversity = entropy of the histogram of max-probability "

@@ -72,8 +72,9 @@ def test_training_steps_never_synchronise_the_host(kind, method):
     other = build_model(arch, 10, shape).to(dev)
     objective = {"ce": lambda: CrossEntropy(),
                  "sd": lambda: SelfDistillation(other),
-                 "bs": lambda: BetaSmoothing(other, 3.0, 0.6,
-                                             torch.Generator().manual_seed(derive_seed(0, "b"))),
+                 "bs": lambda: BetaSmoothing(
+                     other, a=3.0, alpha=0.6,
+                     generator=torch.Generator().manual_seed(derive_seed(0, "b"))),
                  "ls": lambda: LabelSmoothing(0.1),
                  "er": lambda: EntropyRegularization(0.3)}[method]()
     cfg = TrainConfig(epochs=2, milestones=(1,), seed=0, augment=aug,

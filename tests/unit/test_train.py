@@ -14,7 +14,7 @@ from selfdistill.data import load_split, prepare_dataset
 from selfdistill.io import sha256_file
 from selfdistill.models import build_model
 from selfdistill.objectives import BetaSmoothing, Objective, SelfDistillation
-from selfdistill.run import MethodConfig, RunSpec, TeacherError, train_run
+from selfdistill.run import RunSpec, TeacherError, train_run
 from selfdistill.train import NonFiniteLossError, TrainConfig, fit, select_device
 
 MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
@@ -32,7 +32,7 @@ def spec(data_dir, out, method="ce", param=None, seed=0, gen=0, teacher=None, ep
          arch="cnn1d", **train_kw):
     cfg = TrainConfig(epochs=epochs, milestones=(2,) if epochs >= 2 else (), seed=seed, **train_kw)
     return RunSpec(dataset_dir=str(data_dir), arch=arch, method=method, param=param, seed=seed,
-                   gen=gen, out_dir=str(out), train=cfg, methods=MethodConfig(),
+                   gen=gen, out_dir=str(out), train=cfg,
                    teacher=str(teacher) if teacher else None, dataset="mnist1d")
 
 
@@ -119,7 +119,8 @@ def test_run_outputs_history_and_best_checkpoint(data_dir, tmp_path):
     preds = np.load(out / "preds.npz")
     val_acc = (preds["val_logits"].argmax(1) == preds["val_targets"]).mean()
     assert val_acc == pytest.approx(hist["val_accuracy"][best])
-    assert np.allclose(preds["test_probs"].sum(1), 1, atol=1e-5)
+    assert sorted(preds.files) == sorted(f"{s}_{k}" for s in ("train", "val", "test")
+                                         for k in ("logits", "targets"))
     prov = json.loads((out / "run.json").read_text())
     assert prov["device"] == "cpu" and prov["versions"]["torch"] == torch.__version__
 
