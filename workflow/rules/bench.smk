@@ -6,7 +6,7 @@ rule benchmark:
     output:
         summary="results/bench/summary.md",
     params:
-        out=lambda wildcards, output: os.path.dirname(output.summary),
+        out=bench_out,
         rounds=5,
         steps=40,
     log:

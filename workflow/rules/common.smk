@@ -1,4 +1,5 @@
-# Validation, the grid, wildcard constraints and input functions (no rules here).
+# Validation, the grid, wildcard constraints, path patterns and input functions: every
+# Python helper of the workflow lives here; the other .smk files hold rules only.
 import os
 import sys
 
@@ -11,7 +12,9 @@ if _SRC.is_dir():
     _ENV = os.environ
     _ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), _ENV.get("PYTHONPATH")]))
 
+from selfdistill import download as D
 from selfdistill import grid as G
+from selfdistill.methods import METHODS
 
 validate(config, schema="../schemas/config.schema.yaml")
 G.validate_config(config)
@@ -22,6 +25,14 @@ BUNDLE = config["execution"]["bundle"]
 DATASETS = sorted({r.dataset for r in RUNS})
 DATA_MANIFESTS = [f"{G.data_dir(d)}/manifest.json" for d in DATASETS]
 RUN_FILES = ["model.pt", "history.csv", "preds.npz", "run.json"]
+# One run's directory with its wildcards: results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}
+# (grid.RUN_PATTERN, the same template grid.run_dir fills in for a concrete run).
+RUN_DIR = G.run_pattern("results")
+DATA_DIR = G.data_dir("{dataset}")  # results/data/{dataset}
+# Sources of the datasets in the grid that have archives to download (download.smk).
+DOWNLOAD_SOURCES = sorted(
+    {config["datasets"][d]["source"] for d in DATASETS} & set(D.SOURCES)
+)
 COLLECTED = ["results/metrics.csv", "results/reliability.csv", "results/history.csv"]
 FIGURE_FILES = (
     expand("figures/{fig}.{ext}", fig=["e1_generations", "e2_entropy_accuracy",
@@ -35,7 +46,7 @@ FIGURE_FILES = (
 wildcard_constraints:
     dataset="|".join(DATASETS) or "none",
     arch="[A-Za-z0-9_]+",
-    method="ce|ls|er|sd|bs",
+    method="|".join(METHODS),
     param=r"none|[0-9][0-9.e+-]*",
     seed=r"\d+",
     gen=r"\d+",
@@ -142,6 +153,22 @@ def run_reliability_files(wildcards=None):
 
 def run_history_files(wildcards=None):
     return [f"{G.run_dir(r)}/history.csv" for r in RUNS]
+
+
+def download_input(wildcards):
+    """Archives the prepare_dataset job of a dataset needs ([] for embedded sources)."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    return D.download_outputs(source) if source in D.SOURCES else []
+
+
+def run_log(root, ext):
+    """Per-run log or benchmark file of a one-network rule: RUN_PATTERN under root."""
+    return f"{G.run_pattern(root)}.{ext}"
+
+
+def bench_out(wildcards, output):
+    """The benchmark's output directory (the folder of its summary)."""
+    return os.path.dirname(output.summary)
 
 
 def dataset_params(wildcards):

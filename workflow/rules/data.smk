@@ -5,10 +5,10 @@ rule prepare_dataset:
     input:
         archives=download_input,
     output:
-        train="results/data/{dataset}/train.npz",
-        val="results/data/{dataset}/val.npz",
-        test="results/data/{dataset}/test.npz",
-        manifest="results/data/{dataset}/manifest.json",
+        train=f"{DATA_DIR}/train.npz",
+        val=f"{DATA_DIR}/val.npz",
+        test=f"{DATA_DIR}/test.npz",
+        manifest=f"{DATA_DIR}/manifest.json",
     params:
         spec=dataset_params,
     log:

@@ -2,19 +2,7 @@
 # needs archives (cifar10, cifar100, tiny_imagenet, cub200, fashion_mnist), fetched from
 # the official URL or the dataset block's `mirror`, checked against pinned sha256/md5
 # (selfdistill.download.SOURCES) and written to resources/downloads/{source}/.
-# Include it BEFORE data.smk: prepare_dataset takes `download_input` as an input.
-from selfdistill import download as D
-
-# Sources of the datasets in the grid that have archives (DATASETS comes from common.smk).
-DOWNLOAD_SOURCES = sorted(
-    {config["datasets"][d]["source"] for d in DATASETS} & set(D.SOURCES)
-)
-
-
-def download_input(wildcards):
-    """Archives the prepare_dataset job of a dataset needs ([] for embedded sources)."""
-    source = config["datasets"][wildcards.dataset]["source"]
-    return D.download_outputs(source) if source in D.SOURCES else []
+# DOWNLOAD_SOURCES, download_input and D (selfdistill.download) come from common.smk.
 
 
 for _source in DOWNLOAD_SOURCES:

@@ -5,16 +5,14 @@ if BUNDLE == "none":
 
     rule measure:
         input:
-            preds="results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}/preds.npz",
+            preds=f"{RUN_DIR}/preds.npz",
         output:
-            metrics="results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}/metrics.csv",
-            reliability=(
-                "results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}/reliability.csv"
-            ),
+            metrics=f"{RUN_DIR}/metrics.csv",
+            reliability=f"{RUN_DIR}/reliability.csv",
         params:
             bins=measure_params,
         log:
-            "logs/measure/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.log",
+            run_log("logs/measure", "log"),
         localrule: True
         conda:
             "../../envs/selfdistill.yaml"

@@ -1,14 +1,13 @@
 # Training (SPEC §2 recipe, §3 methods). One job per network (execution.bundle: none), or
 # one job per (dataset, arch, seed) that trains that seed's runs in DAG order (bundle: seed,
 # rules train_bundle_<dataset>_<arch>), or two per seed (bundle: chain): the CE -> SD chain
-# (train_chain_*) and the LS/ER/BS baselines (train_baselines_*).
-RUN_DIR = "results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
+# (train_chain_*) and the LS/ER/BS baselines (train_baselines_*). Paths: common.smk.
 
 if BUNDLE == "none":
 
     rule train:
         input:
-            manifest="results/data/{dataset}/manifest.json",
+            manifest=f"{DATA_DIR}/manifest.json",
             teacher=teacher_input,
         output:
             model=f"{RUN_DIR}/model.pt",
@@ -23,9 +22,9 @@ if BUNDLE == "none":
             mem_mb=train_mem_mb,
             runtime=train_runtime,
         log:
-            "logs/train/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.log",
+            run_log("logs/train", "log"),
         benchmark:
-            "benchmarks/train/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}.tsv"
+            run_log("benchmarks/train", "tsv")
         conda:
             "../../envs/selfdistill.yaml"
         script:
@@ -39,7 +38,7 @@ else:
                 name:
                     f"train_{_part}_{_exp['dataset']}_{_exp['arch']}"
                 input:
-                    manifest=f"results/data/{_exp['dataset']}/manifest.json",
+                    manifest=f"{G.data_dir(_exp['dataset'])}/manifest.json",
                 output:
                     bundle_outputs(_exp, _part),
                 params:

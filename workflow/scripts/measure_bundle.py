@@ -1,7 +1,9 @@
 """Wrapper of the measure_bundle rules: selfdistill.measure.measure_run for each run of a
 bundle (outputs in the order of the rule's inputs)."""
+from selfdistill.logs import to_rule_log
 from selfdistill.measure import measure_run
 
+to_rule_log(snakemake.log[0])
 for preds, run, metrics, reliability in zip(snakemake.input.preds, snakemake.params.runs,
                                             snakemake.output.metrics,
                                             snakemake.output.reliability, strict=True):

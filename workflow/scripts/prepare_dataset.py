@@ -1,9 +1,9 @@
 """Wrapper of rule prepare_dataset: selfdistill.data.prepare_dataset."""
-import logging
 from pathlib import Path
 
 from selfdistill.data import prepare_dataset
+from selfdistill.logs import to_rule_log
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+to_rule_log(snakemake.log[0])
 prepare_dataset(snakemake.wildcards.dataset, snakemake.params.spec,
                 Path(snakemake.output.manifest).parent)

@@ -1,10 +1,8 @@
 """Wrapper of rule render_claims: selfdistill.claims.render_claims."""
-import logging
-
 from selfdistill.claims import render_claims
+from selfdistill.logs import to_rule_log
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(message)s")
+to_rule_log(snakemake.log[0])
 out = snakemake.output
 render_claims(snakemake.input.metrics, out.md, out.csv, out.sidecar,
               compare=dict(snakemake.params.compare))

@@ -1,9 +1,7 @@
 """Wrapper of rule render_e4: selfdistill.plots.render_e4."""
-import logging
-
+from selfdistill.logs import to_rule_log
 from selfdistill.plots import render_e4
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(message)s")
+to_rule_log(snakemake.log[0])
 render_e4(snakemake.input.reliability, snakemake.output.png, snakemake.output.pdf,
           snakemake.output.sidecar, compare=dict(snakemake.params.compare))

@@ -1,8 +1,6 @@
 """Wrapper of rule train: selfdistill.run.train_run for one network."""
-import logging
-
+from selfdistill.logs import to_rule_log
 from selfdistill.run import spec_from_params, train_run
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO,
-                    format="%(asctime)s %(levelname)s %(message)s")
+to_rule_log(snakemake.log[0])
 train_run(spec_from_params(snakemake.params.spec))
