@@ -223,7 +223,8 @@ def _spearman_note(chain: pd.DataFrame, column: str, what: str) -> list[str]:
     if wide.shape[1] < 3:
         return []
     gens = wide.columns.to_numpy(float)
-    rhos = np.array([stats.spearmanr(gens, row).statistic for row in wide.to_numpy(float)])
+    rhos = np.array([stats.spearmanr(gens, row).statistic if np.ptp(row) > 0 else np.nan
+                     for row in wide.to_numpy(float)])
     rhos = rhos[np.isfinite(rhos)]
     if not len(rhos):
         return []
