@@ -6,24 +6,21 @@
 Variants run in one process, interleaved (A, B, A, B, ...) for several rounds, so machine
 noise hits both alike; ratios are reported as median (min, max) over rounds, by wall time
 and by core-time (CPU seconds of this process and its DataLoader workers). Writes one
-``{out}/<suite>.csv`` of timings per suite, ``{out}/ratios.csv`` (every reported ratio),
-``{out}/faithfulness.csv`` and ``{out}/summary.md``. The data-path suite includes the same
-step with no data work, whose ratio to the DataLoader is the ceiling for any data path.
-The faithfulness check (fast path vs reference path on identical views, losses equal to
-1e-5 in fp32) is asserted, and the command exits non-zero if it fails.
+``{out}/<suite>.csv`` of timings per suite, ``{out}/ratios.csv`` (every reported ratio)
+and ``{out}/summary.md``. The data-path suite includes the same step with no data work,
+whose ratio to the DataLoader is the ceiling for any data path. Our step is fit's own
+:func:`selfdistill.train.train_step`; that its losses are the SPEC §3 formulas is a unit
+test (``tests/unit/test_faithfulness.py``). ``--from-run`` is :mod:`selfdistill.runlog`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +31,11 @@ from torch import Tensor, nn
 
 from .augment import InputPipeline, build_augment
 from .io import write_csv, write_text
+from .methods import get_method
 from .models import build_model
-from .objectives import BetaSmoothing, CrossEntropy, Objective, SelfDistillation
-from .train import TrainConfig, derive_seed, forward_views
+from .objectives import Objective
+from .runlog import write_run_shares
+from .train import TrainConfig, derive_seed, forward_views, train_step
 
 Step = Callable[[], int]  # runs a fixed amount of work, returns examples processed
 
@@ -102,7 +101,8 @@ def _sgd(model: nn.Module) -> torch.optim.Optimizer:
 
 def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
              batch: int = 128, fast: bool = True, device: str = "cpu") -> Step:
-    """Our path: tensors in memory, seeded permutation, batched augmentation, no sync.
+    """Our path: tensors in memory, seeded permutation, batched augmentation, no sync, and
+    fit's own :func:`~selfdistill.train.train_step`.
 
     ``fast`` adds the device switches of the pipeline (channels_last for images, bf16
     autocast on CUDA); without it only the data path differs from :func:`authors_step`.
@@ -133,16 +133,9 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
             xb = pipe.train(x.index_select(0, idx), gen)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = y.index_select(0, idx)
-            with torch.autocast(dev.type, dtype=torch.bfloat16,
-                                enabled=fast and dev.type == "cuda"):
-                logits = model(xb)
-                loss = obj.loss(logits.float(), xb, yb, idx if cached else None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            obj.after_step(model)
-            acc += loss.detach()
+            loss, _ = train_step(model, obj, opt, xb, y.index_select(0, idx),
+                                 idx if cached else None, bf16=fast)
+            acc += loss
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return len(y)
@@ -276,15 +269,17 @@ def gpu_peak_fraction(steps: int, rounds: int) -> dict[str, Any]:
 
 def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
                device: torch.device | None = None) -> Objective:
+    """The method's objective from the registry with its default options (BS: a = 3)."""
     dev = device or torch.device("cpu")
+    state: dict[str, Any] = {}
     if name == "sd":
         torch.manual_seed(1)
-        return SelfDistillation(build_model(arch, k, shape).to(dev))
+        state = {"teacher": build_model(arch, k, shape).to(dev)}
     if name == "bs":
         torch.manual_seed(2)
-        return BetaSmoothing(build_model(arch, k, shape).to(dev), a=3.0, alpha=0.6,
-                             generator=torch.Generator().manual_seed(derive_seed(0, "beta")))
-    return CrossEntropy()
+        state = {"ema_model": build_model(arch, k, shape).to(dev),
+                 "generator": torch.Generator().manual_seed(derive_seed(0, "beta"))}
+    return get_method(name).build(3.0 if name == "bs" else None, {}, **state)
 
 
 def children_cpu_seconds() -> float:
@@ -334,288 +329,87 @@ def ratios(rows: list[dict[str, Any]], num: str, den: str, key: str = "seconds",
             "rounds": len(vals)}
 
 
-# --------------------------------------------------------------------------- faithfulness
-
-
-def reference_losses(kind: str, arch: str, method: str, steps: int,
-                     batch: int = 64) -> tuple[list[float], list[float]]:
-    """Losses of our objective and of a plainly written reference on identical views.
-
-    Both start from the same weights and see the same augmented batches; the reference
-    writes each SPEC §3 formula directly with ``log_softmax`` and its own EMA update.
-    """
-    x, y, k = synthetic(kind, steps * batch, seed=3)
-    shape = tuple(x.shape[1:])
-    pipe = our_pipeline(kind)
-    gen = torch.Generator().manual_seed(5)
-    views = [(pipe.train(x[i * batch:(i + 1) * batch], gen), y[i * batch:(i + 1) * batch])
-             for i in range(steps)]
-    torch.manual_seed(0)
-    fast = build_model(arch, k, shape)
-    ref = build_model(arch, k, shape)
-    ref.load_state_dict(fast.state_dict())
-    obj = _objective(method, arch, k, shape)
-    aux = _objective(method, arch, k, shape)  # same seeds: identical teacher / EMA init
-    ref_net = getattr(aux, "teacher", None) or getattr(aux, "ema", None)
-    beta_gen = torch.Generator().manual_seed(derive_seed(0, "beta"))
-    opt_f, opt_r = _sgd(fast), _sgd(ref)
-    cached = pipe.deterministic_train  # the fast path's cached teacher logits, as in fit
-    if cached:
-        obj.precompute(lambda net: torch.cat([net(xb) for xb, _ in views]))
-    out_f, out_r = [], []
-    for s, (xb, yb) in enumerate(views, start=1):
-        fast.train()
-        idx = torch.arange((s - 1) * batch, s * batch) if cached else None
-        loss_f = obj.loss(fast(xb), xb, yb, idx)
-        opt_f.zero_grad()
-        loss_f.backward()
-        opt_f.step()
-        obj.after_step(fast)
-        ref.train()
-        loss_r = _reference_loss(method, ref(xb), xb, yb, ref_net, beta_gen)
-        opt_r.zero_grad()
-        loss_r.backward()
-        opt_r.step()
-        if method == "bs":
-            d = min(1 - 1 / (s + 1), 0.999)
-            with torch.no_grad():
-                for pe, p in zip(ref_net.parameters(), ref.parameters(), strict=True):
-                    pe.copy_(d * pe + (1 - d) * p)
-        out_f.append(loss_f.item())
-        out_r.append(loss_r.item())
-    return out_f, out_r
-
-
-def _reference_loss(method: str, z: Tensor, x: Tensor, y: Tensor, net: nn.Module | None,
-                    beta_gen: torch.Generator) -> Tensor:
-    logp = F.log_softmax(z, 1)
-    ce = -logp[torch.arange(len(y)), y].mean()
-    if method == "ce":
-        return ce
-    if method == "sd":
-        net.eval()
-        with torch.no_grad():
-            q = F.softmax(net(x) / 4.0, 1)
-        return 0.6 * ce + 0.4 * -(q * logp).sum(1).mean()
-    net.train()
-    with torch.no_grad():
-        conf = F.softmax(net(x), 1)[torch.arange(len(y)), y]
-    b = torch.rand(len(y), generator=beta_gen, dtype=torch.float64).pow(1 / 3.0).float()
-    b_sorted = torch.sort(b).values
-    ranks = torch.argsort(torch.argsort(conf, stable=True))
-    bi = b_sorted[ranks]
-    k = z.shape[1]
-    q = ((1 - bi) / (k - 1)).unsqueeze(1).repeat(1, k)
-    q[torch.arange(len(y)), y] = bi
-    return 0.4 * ce + 0.6 * -(q * logp).sum(1).mean()
-
-
-# --------------------------------------------------------------------------- run shares
-
-
-def outside_training_share(workdir: Path, cores: int = 2,
-                           total_wall_s: float | None = None) -> dict[str, Any]:
-    """Where a finished run's time went, three ways.
-
-    Core-time: training-step seconds summed over every epoch of every network's
-    ``history.csv`` (``train_step_s``) against ``cores`` × wall seconds; share = 1 − step
-    seconds / (cores × wall). Wall time outside training steps: the seconds during which no
-    optimiser step ran in any job, i.e. wall time minus the union of every epoch's step
-    span (``step_start_unix``–``step_end_unix`` in each network's ``history.csv``); job
-    start-up, data generation, validation, measuring and rendering all count as outside.
-    Wall time with no training job: before the first training job starts, between, after
-    the last ends, from the snakemake log. Wall time is ``total_wall_s`` or the span of the
-    latest snakemake log's timestamps. Where that log's header gives its start, only step
-    spans inside [start, start + wall] count (a network re-run later is not this run's).
-    """
-    log = _latest_log(workdir)
-    text = log.read_text()
-    stamps, intervals = _training_intervals(text)
-    if total_wall_s is None:
-        if len(stamps) < 2:
-            raise ValueError(f"{log} has no job timestamps (snakemake ran with -q?); pass the "
-                             f"run's wall seconds with --wall")
-        total_wall_s = (max(stamps) - min(stamps)).total_seconds()
-    # a log written with -q names no jobs: the job-based share is then unknown, not 100 %
-    busy = _union_seconds(intervals) if intervals else None
-    rows = _step_intervals(workdir)
-    started = _log_start(text)
-    if started is not None:  # only this invocation's steps (not an earlier or later run's)
-        ended = started + timedelta(seconds=total_wall_s)
-        rows = [(max(a, started), min(b, ended), sec) for a, b, sec in rows
-                if b > started and a < ended]
-    step_s = sum(sec for _, _, sec in rows)
-    stepping = _union_seconds([(a, b) for a, b, _ in rows])
-    return {"wall_s": total_wall_s, "train_step_s": step_s, "cores": cores,
-            "share_outside_training": 1 - step_s / (cores * total_wall_s),
-            "wall_with_steps_s": stepping,
-            "wall_share_outside_steps": 1 - stepping / total_wall_s,
-            "wall_with_training_s": busy,
-            "wall_share_without_training": None if busy is None else 1 - busy / total_wall_s}
-
-
-def _log_start(text: str) -> Any:
-    """The invocation's start from the log header (``Date: 2026-11-29 20:30:58``), or None."""
-    m = re.search(r"^\s*Date: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", text, re.MULTILINE)
-    return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") if m else None
-
-
-def _step_intervals(workdir: Path) -> list[tuple[Any, Any, float]]:
-    """(start, end, step seconds) of every epoch's optimiser steps, from each network's
-    ``history.csv`` under ``workdir/results`` (``train_step_s``, else end − start); the
-    collected ``results/history.csv`` repeats the networks' rows and is skipped."""
-    spans = []
-    for path in (workdir / "results").rglob("history.csv"):
-        if path.parent == workdir / "results":
-            continue
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("step_start_unix") and row.get("step_end_unix"):
-                    a, b = float(row["step_start_unix"]), float(row["step_end_unix"])
-                    sec = float(row["train_step_s"]) if row.get("train_step_s") else b - a
-                    spans.append((datetime.fromtimestamp(a), datetime.fromtimestamp(b), sec))
-    if not spans:
-        raise FileNotFoundError(f"no history.csv with step_start_unix/step_end_unix under "
-                                f"{workdir}/results; re-run `snakemake all` with this version")
-    return spans
-
-
-def run_shares_markdown(share: dict[str, Any]) -> str:
-    """The shares of :func:`outside_training_share` as a Markdown table."""
-
-    def pct(v: float | None) -> str:
-        return "unknown (log written with -q)" if v is None else f"{100 * v:.1f} %"
-
-    rows = [("wall time", f"{share['wall_s']:.0f} s"),
-            ("wall time outside training steps (no optimiser step in any job)",
-             pct(share["wall_share_outside_steps"])),
-            (f"core-time outside training steps ({share['cores']} cores)",
-             pct(share["share_outside_training"])),
-            ("wall time with no training job running", pct(share["wall_share_without_training"]))]
-    return "\n".join(["# Where the run's time went", "", "| measure | value |", "|---|---|",
-                      *(f"| {k} | {v} |" for k, v in rows)]) + "\n"
-
-
-def _latest_log(workdir: Path) -> Path:
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    if not logs:
-        raise FileNotFoundError(f"no snakemake log under {workdir}/.snakemake/log; run "
-                                f"`snakemake all` there first")
-    return logs[-1]
-
-
-def _training_intervals(text: str) -> tuple[list[Any], list[tuple[Any, Any]]]:
-    """All timestamps, and (start, end) of every training job, from a snakemake log."""
-    stamp_re = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
-    start_re = re.compile(r"^(?:local)?rule (train\w*):$")
-    end_re = re.compile(r"^Finished jobid: (\d+) \(Rule: (train\w*)\)")
-    stamps, starts, intervals = [], {}, []
-    last, pending = None, None
-    for line in text.splitlines():
-        m = stamp_re.match(line.strip())
-        if m:
-            last = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
-            stamps.append(last)
-        elif start_re.match(line.strip()):
-            pending = last
-        elif pending is not None and line.strip().startswith("jobid: "):
-            starts[line.strip().split()[1]] = pending
-            pending = None
-        elif (m := end_re.match(line.strip())) and m.group(1) in starts:
-            intervals.append((starts.pop(m.group(1)), last))
-    return stamps, intervals
-
-
-def _union_seconds(intervals: list[tuple[Any, Any]]) -> float:
-    total, cur_start, cur_end = 0.0, None, None
-    for a, b in sorted(intervals):
-        if cur_end is None or a > cur_end:
-            if cur_end is not None:
-                total += (cur_end - cur_start).total_seconds()
-            cur_start, cur_end = a, b
-        else:
-            cur_end = max(cur_end, b)
-    if cur_end is not None:
-        total += (cur_end - cur_start).total_seconds()
-    return total
-
-
 # --------------------------------------------------------------------------- main
 
 
-def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
-    torch.set_num_threads(1)
-    cuda = torch.cuda.is_available()
-    dev = "cuda" if cuda else "cpu"
-    results: list[dict[str, Any]] = []  # one row per reported ratio -> ratios.csv
-    md = ["# Benchmark", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"device {torch.cuda.get_device_name() if cuda else 'cpu'}; {rounds} interleaved "
-          f"rounds of {steps} steps, batch 128.", ""]
-    # ResNet-18 only on a GPU: on a CPU thread one of its steps takes seconds, so the
-    # CIFAR-shaped comparison uses the small 2D CNN there.
-    cifar_arch = "resnet18" if cuda and not small else "cnn_digits"
-    cifar_steps = max(2, steps // 4)
-    loader = "DataLoader(num_workers=2)"
-    # Each suite: its variants, then (denominator, numerator, label) rows of examples/s
-    # ratios; an empty list marks the method-cost suite (epoch-time ratios over CE).
-    suites: dict[str, tuple[dict[str, Step], list[tuple[str, str, str]]]] = {}
-    for kind, arch, n in (("mnist1d", "cnn1d", steps), ("cifar", cifar_arch, cifar_steps)):
-        suites[f"data_only_{kind}"] = (
+Suites = dict[str, tuple[dict[str, Step], list[tuple[str, str, str]]]]
+LOADER = "DataLoader(num_workers=2)"
+
+
+def suites(steps: int, cifar_arch: str, dev: str) -> Suites:
+    """Each suite: its variants, then (denominator, numerator, label) rows of examples/s
+    ratios; an empty list marks the method-cost suite (epoch-time ratios over CE)."""
+    out: Suites = {}
+    for kind, arch, n in (("mnist1d", "cnn1d", steps), ("cifar", cifar_arch, max(2, steps // 4))):
+        out[f"data_only_{kind}"] = (
             {"ours": data_only(kind, n, True), "dataloader": data_only(kind, n, False)},
-            [("dataloader", "ours", f"{kind}, batches only (no model): ours ÷ {loader}")])
-        suites[f"data_path_{kind}"] = (
+            [("dataloader", "ours", f"{kind}, batches only (no model): ours ÷ {LOADER}")])
+        out[f"data_path_{kind}"] = (
             {"ours": our_step(kind, arch, n, fast=False, device=dev),
              "dataloader": authors_step(kind, arch, n, sync=False, device=dev),
              "model_only": model_only(kind, arch, n, device=dev)},
-            [("dataloader", "ours", f"{kind}/{arch}, same step, data path: ours ÷ {loader}"),
+            [("dataloader", "ours", f"{kind}/{arch}, same step, data path: ours ÷ {LOADER}"),
              ("dataloader", "model_only",
               f"{kind}/{arch}, ceiling for any data path (same step, no data work) "
-              f"÷ {loader}"),
+              f"÷ {LOADER}"),
              ("model_only", "ours",
               f"{kind}/{arch}, ours ÷ no data work (1.00× = a free data path)")])
-        suites[f"full_step_{kind}"] = (
+        out[f"full_step_{kind}"] = (
             {"ours": our_step(kind, arch, n, device=dev),
              "authors": authors_step(kind, arch, n, device=dev)},
             [("authors", "ours",
-              f"{kind}/{arch}, full step: ours ÷ authors' loop ({loader}, fp32, NCHW, "
+              f"{kind}/{arch}, full step: ours ÷ authors' loop ({LOADER}, fp32, NCHW, "
               f".item())")])
-    suites["method_cost_mnist1d"] = ({"ce": our_step("mnist1d", "cnn1d", steps, device=dev),
-                                      "sd": our_step("mnist1d", "cnn1d", steps, "sd",
-                                                     device=dev),
-                                      "bs": our_step("mnist1d", "cnn1d", steps, "bs",
-                                                     device=dev)}, [])
-    md += ["Wall: examples/s ratio (or epoch-time ratio), median over rounds (min–max). "
-           "Core-time: the same ratio of CPU seconds, counting DataLoader worker processes, "
-           "i.e. the cores a variant takes from other jobs on the machine.", "",
-           "| comparison | wall: median | min | max | core-time: median (min–max) |",
-           "|---|---|---|---|---|"]
+    out["method_cost_mnist1d"] = (
+        {m: our_step("mnist1d", "cnn1d", steps, m, device=dev) for m in ("ce", "sd", "bs")}, [])
+    return out
 
-    def row(label: str, w: dict[str, float], c: dict[str, float], unit: str) -> str:
-        return (f"| {label} | {w['median']:.2f}{unit} | {w['min']:.2f}{unit} | "
-                f"{w['max']:.2f}{unit} | {c['median']:.2f}{unit} "
-                f"({c['min']:.2f}–{c['max']:.2f}) |")
 
-    for name, (variants, pairs) in suites.items():
+def _suite_ratios(name: str, rows: list[dict[str, Any]],
+                  pairs: list[tuple[str, str, str]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The suite's ratios.csv rows (wall and core-time per comparison) and summary lines."""
+    # (numerator, denominator, label, invert, wall measure, core-time measure, unit)
+    specs = [(num, den, label, True, "examples_per_s", "examples_per_cpu_s", "×")
+             for den, num, label in pairs]
+    if not pairs:
+        specs = [(m, "ce", f"{m.upper()} epoch ÷ CE epoch", False, "epoch_seconds",
+                  "epoch_cpu_seconds", "") for m in ("sd", "bs")]
+    results, md = [], []
+    for num, den, label, invert, wall_m, core_m, unit in specs:
+        w = ratios(rows, num, den, invert=invert)
+        c = ratios(rows, num, den, key="cpu_seconds", invert=invert)
+        for measure, r in ((wall_m, w), (core_m, c)):
+            results.append({"suite": name, "numerator": num, "denominator": den,
+                            "measure": measure, "comparison": label, **r})
+        shown = label if pairs else f"{label} (time), mnist1d/cnn1d"
+        md.append(f"| {shown} | {w['median']:.2f}{unit} | {w['min']:.2f}{unit} | "
+                  f"{w['max']:.2f}{unit} | {c['median']:.2f}{unit} "
+                  f"({c['min']:.2f}–{c['max']:.2f}) |")
+    return results, md
+
+
+def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> None:
+    """Every suite, interleaved; per-suite timings, ratios.csv and summary.md under ``out``."""
+    torch.set_num_threads(1)
+    cuda = torch.cuda.is_available()
+    md = ["# Benchmark", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+          f"device {torch.cuda.get_device_name() if cuda else 'cpu'}; {rounds} interleaved "
+          f"rounds of {steps} steps, batch 128.", "",
+          "Wall: examples/s ratio (or epoch-time ratio), median over rounds (min–max). "
+          "Core-time: the same ratio of CPU seconds, counting DataLoader worker processes, "
+          "i.e. the cores a variant takes from other jobs on the machine.", "",
+          "| comparison | wall: median | min | max | core-time: median (min–max) |",
+          "|---|---|---|---|---|"]
+    # ResNet-18 only on a GPU: on a CPU thread one of its steps takes seconds, so the
+    # CIFAR-shaped comparison uses the small 2D CNN there.
+    cifar_arch = "resnet18" if cuda and not small else "cnn_digits"
+    results: list[dict[str, Any]] = []  # one row per reported ratio -> ratios.csv
+    for name, (variants, pairs) in suites(steps, cifar_arch, "cuda" if cuda else "cpu").items():
         rows = interleave(variants, rounds)
         write_csv(out / f"{name}.csv", rows)
-        for den, num, label in pairs:
-            w = ratios(rows, num, den, invert=True)
-            c = ratios(rows, num, den, key="cpu_seconds", invert=True)
-            results.append({"suite": name, "numerator": num, "denominator": den,
-                            "measure": "examples_per_s", "comparison": label, **w})
-            results.append({"suite": name, "numerator": num, "denominator": den,
-                            "measure": "examples_per_cpu_s", "comparison": label, **c})
-            md.append(row(label, w, c, "×"))
-        if not pairs:
-            for m in ("sd", "bs"):
-                w = ratios(rows, m, "ce")
-                c = ratios(rows, m, "ce", key="cpu_seconds")
-                label = f"{m.upper()} epoch ÷ CE epoch"
-                results.append({"suite": name, "numerator": m, "denominator": "ce",
-                                "measure": "epoch_seconds", "comparison": label, **w})
-                results.append({"suite": name, "numerator": m, "denominator": "ce",
-                                "measure": "epoch_cpu_seconds", "comparison": label, **c})
-                md.append(row(f"{label} (time), mnist1d/cnn1d", w, c, ""))
+        suite_results, suite_md = _suite_ratios(name, rows, pairs)
+        results += suite_results
+        md += suite_md
     write_csv(out / "ratios.csv", results)
     if cuda and not small:
         g = gpu_peak_fraction(max(steps, 50), rounds)
@@ -624,27 +418,11 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> bool:
         md += ["", f"ResNet-34 bs128 bf16 channels_last on {g['device']}: "
                f"{g['images_per_s']:.0f} images/s × {g['flops_per_image'] / 1e9:.2f} GFLOP "
                f"per image = {frac} of the dense bf16 peak."]
-    ok = True
-    md += ["", "## Faithfulness: fast vs reference path on identical views (fp32)", "",
-           "| method | steps | max abs loss difference | within 1e-5 |", "|---|---|---|---|"]
-    faith_rows = []
-    for kind, arch in (("mnist1d", "cnn1d"), ("cifar", cifar_arch)):
-        for method in ("ce", "sd", "bs"):
-            f, r = reference_losses(kind, arch, method, 5)
-            diff = max(abs(a - b) for a, b in zip(f, r, strict=True))
-            ok &= diff <= 1e-5
-            faith_rows.append({"data": kind, "arch": arch, "method": method, "steps": len(f),
-                               "max_abs_diff": diff, "fast": json.dumps(f),
-                               "reference": json.dumps(r)})
-            md.append(f"| {kind}/{arch} {method} | {len(f)} | {diff:.2e} | "
-                      f"{'yes' if diff <= 1e-5 else 'NO'} |")
-    write_csv(out / "faithfulness.csv", faith_rows)
-    if not cuda:
+    elif not cuda:
         md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device)."]
     md.append("")
     write_text(out / "summary.md", "\n".join(md) + "\n")
     print("\n".join(md))
-    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -658,19 +436,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wall", type=float, default=None, help="wall seconds of that run")
     p.add_argument("--cores", type=int, default=2, help="--cores of that run")
     args = p.parse_args(argv)
-    if args.from_run:
-        share = outside_training_share(Path(args.from_run), args.cores, args.wall)
-        out = Path(args.out)
-        write_text(out / "run_shares.json", json.dumps(
-            {**share, "run_dir": str(Path(args.from_run).resolve())}, indent=2) + "\n")
-        write_text(out / "run_shares.md", run_shares_markdown(share))
+    if args.from_run:  # the run-log analysis (selfdistill.runlog)
+        share = write_run_shares(Path(args.from_run), Path(args.out), args.cores, args.wall)
         print(json.dumps(share, indent=2))
         return 0
-    ok = run_benchmark(Path(args.out), args.rounds, args.steps, args.small)
-    if not ok:
-        print("faithfulness check FAILED: fast and reference losses differ by more than 1e-5",
-              file=sys.stderr)
-    return 0 if ok else 1
+    run_benchmark(Path(args.out), args.rounds, args.steps, args.small)
+    return 0
 
 
 if __name__ == "__main__":
