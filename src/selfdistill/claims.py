@@ -346,9 +346,10 @@ def _match(val: pd.DataFrame, method: str, target: float,
     gap = means - target
     lo, hi = float(means.min()), float(means.max())
     if not lo <= target <= hi:
+        span = (f"one {name} setting, at {lo:.3f}" if len(means) == 1
+                else f"{name} settings span {lo:.3f}-{hi:.3f}")
         return None, (f"{name} sweep does not bracket SD's val entropy {target:.3f} nats "
-                      f"({name} settings span {lo:.3f}-{hi:.3f}); widen the sweep"), \
-            f"{name} sweep does not bracket SD's entropy"
+                      f"({span}); widen the sweep"), f"{name} sweep does not bracket SD's entropy"
     param = min(gap.index, key=lambda q: (abs(gap[q]), float(q)))
     g = float(gap[param])
     if abs(g) > cfg.entropy_tolerance:

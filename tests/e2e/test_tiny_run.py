@@ -89,8 +89,8 @@ def test_every_figure_and_table_exists(tiny_run):
         for ext in ("csv", "md", "tex", "json"):
             assert (tiny_run / "figures" / f"{stem}.{ext}").stat().st_size > 0, stem
     claims = pd.read_csv(tiny_run / "figures" / "claims.csv")
-    assert {"claim", "statistic", "value", "interval", "verdict"} <= set(claims.columns)
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
+    assert {"claim", "statistic", "value", "low", "high", "verdict"} <= set(claims.columns)
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "no effect", "inconclusive"}
 
 
 def test_run_provenance(tiny_run):
