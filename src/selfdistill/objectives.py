@@ -108,7 +108,7 @@ class BetaSmoothing(Objective):
 
     Beta(a, 1) draws are U^(1/a) with U uniform on [0, 1) from ``generator`` (its CDF is
     x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly.
-    ``ema_cap`` is the cap 0.999 of the EMA decay (an option of the objective only);
+    ``ema_cap`` caps the EMA decay (an option of the objective only: its default is here);
     ``loss_options`` (alpha) go to :func:`losses.beta_smoothing`, which holds its default.
     """
 

@@ -25,8 +25,8 @@ BUNDLE = config["execution"]["bundle"]
 DATASETS = sorted({r.dataset for r in RUNS})
 DATA_MANIFESTS = [f"{G.data_dir(d)}/manifest.json" for d in DATASETS]
 RUN_FILES = ["model.pt", "history.csv", "preds.npz", "run.json"]
-# One run's directory with its wildcards: results/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}
-# (grid.RUN_PATTERN, the same template grid.run_dir fills in for a concrete run).
+# One run's directory with its wildcards, results/{dataset}/{arch}/{method}/{param}/
+# seed{seed}/gen{gen}: grid.RUN_PATTERN, the template grid.run_dir fills in for a run.
 RUN_DIR = G.run_pattern("results")
 DATA_DIR = G.data_dir("{dataset}")  # results/data/{dataset}
 # Sources of the datasets in the grid that have archives to download (download.smk).
@@ -47,7 +47,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS) or "none",
     arch="[A-Za-z0-9_]+",
     method="|".join(METHODS),
-    param=r"none|[0-9][0-9.e+-]*",
+    param=rf"{G.NO_PARAM}|[0-9][0-9.e+-]*",
     seed=r"\d+",
     gen=r"\d+",
 
