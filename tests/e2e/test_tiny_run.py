@@ -141,3 +141,13 @@ def test_html_report_holds_every_figure_table_and_caption(tiny_run):
         first_line = caption.read_text().split("\n")[0].strip()
         first_words = re.match(r"[A-Za-z0-9 ,.()-]*", first_line).group(0)[:40]
         assert len(first_words) >= 10 and first_words in html, (caption.name, first_words)
+
+
+def test_every_job_writes_to_its_rule_log(tiny_run):
+    """Train, measure and collect jobs log through selfdistill.logs.to_rule_log: each log
+    holds lines in its format, none a traceback."""
+    for log in ("train_bundle/mnist1d/cnn1d/seed0.log", "measure_bundle/mnist1d/mlp/seed1.log",
+                "collect/collect.log", "render/render_e3.log"):
+        text = (tiny_run / "logs" / log).read_text()
+        assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO selfdistill\.\w+: ", text, re.M), log
+        assert "Traceback" not in text, log
