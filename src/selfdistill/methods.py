@@ -21,13 +21,44 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .objectives import Objective
 
-__all__ = ["METHODS", "SWEPT", "Method", "get_method"]
+__all__ = ["METHODS", "SWEPT", "Method", "Range", "get_method"]
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a method keyword accepts: an interval (``low``/``high`` inclusive unless
+    ``low_open``/``high_open``; None: unbounded) or, for a text option, ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def __contains__(self, value: object) -> bool:
+        if self.choices:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        """``[0, 1)``, ``>= 0``, ``> 0``, ``one of others, uniform``."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.high is None:
+            op = ">" if self.low_open else ">="
+            return "any number" if self.low is None else f"{op} {self.low:g}"
+        lo = "(-inf" if self.low is None else f"{'(' if self.low_open else '['}{self.low:g}"
+        return f"{lo}, {self.high:g}{')' if self.high_open else ']'}"
 
 
 @dataclass(frozen=True)
@@ -41,6 +72,8 @@ class Method:
     swept: str | None  # the constructor keyword the grid sweeps ("eps"); None: not swept
     symbol: str | None  # that strength's symbol in labels ("ε")
     section: str  # its SPEC section ("3.4")
+    # allowed values of the swept strength and of the options (keyword -> Range)
+    ranges: Mapping[str, Range] = field(default_factory=dict, hash=False)
 
     @property
     def objective(self) -> type[Objective]:
@@ -98,10 +131,16 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m for m in (
         Method("ce", "CE", "CrossEntropy", "cross_entropy", None, None, "3.1"),
-        Method("ls", "LS", "LabelSmoothing", "label_smoothing", "eps", "ε", "3.2"),
-        Method("er", "ER", "EntropyRegularization", "entropy_regularized", "beta", "β", "3.3"),
-        Method("sd", "SD", "SelfDistillation", "self_distillation", None, None, "3.4"),
-        Method("bs", "BS", "BetaSmoothing", "beta_smoothing", "a", "a", "3.5"),
+        Method("ls", "LS", "LabelSmoothing", "label_smoothing", "eps", "ε", "3.2",
+               ranges={"eps": Range(0, 1, high_open=True),  # 1-ε on y stays positive
+                       "spread": Range(choices=("others", "uniform"))}),
+        Method("er", "ER", "EntropyRegularization", "entropy_regularized", "beta", "β", "3.3",
+               ranges={"beta": Range(0)}),  # β < 0 would reward confidence
+        Method("sd", "SD", "SelfDistillation", "self_distillation", None, None, "3.4",
+               ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True)}),
+        Method("bs", "BS", "BetaSmoothing", "beta_smoothing", "a", "a", "3.5",
+               ranges={"a": Range(0, low_open=True),  # Beta(a, 1) needs a > 0
+                       "alpha": Range(0, 1), "ema_cap": Range(0, 1)}),
     )
 }
 
