@@ -4,16 +4,25 @@ A resume file holds the run's fingerprint, its :class:`ResumeState` (epoch, step
 order, partial-epoch sums, best checkpoint, history), the model, optimiser, scheduler and
 objective state, and every random stream (the run's named generators plus torch's, numpy's
 and Python's global ones). SIGTERM is turned into a flag that the training loop polls at
-step boundaries, so the file it writes on SIGTERM is taken between two optimiser steps.
+step boundaries, so the file it writes on SIGTERM is taken between two optimiser steps,
+and a log line says so before the process exits with status 143.
+
+Finished networks (``model.pt``) are checked before they are trusted: :func:`verify_model`
+compares the file's sha256 with the ``model_sha256`` recorded in the ``run.json`` beside it
+and checks that it is a readable dict of the expected keys whose weights are finite and
+load into the network it names; anything else is a :class:`CheckpointError` naming the file,
+what is wrong and the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import random
 import signal
+import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,18 +32,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .io import atomic_path
+from .io import read_json, write_torch
+from .models import build_model
 from .objectives import Objective
 
 __all__ = [
+    "MODEL_KEYS",
+    "CheckpointError",
     "ResumeIdentity",
     "ResumeState",
     "SigtermFlag",
     "TrainInterrupted",
     "fingerprint",
+    "interrupted",
+    "load_model",
+    "recorded_sha256",
     "save_resume",
     "try_resume",
+    "verify_model",
 ]
+
+MODEL_KEYS = ("state_dict", "arch", "num_classes", "input_shape")  # what model.pt must hold
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +63,16 @@ class TrainInterrupted(SystemExit):
     def __init__(self, message: str) -> None:
         super().__init__(143)
         self.message = message
+
+
+def interrupted(path: str | Path | None, describe: str, epoch: int,
+                step: int) -> TrainInterrupted:
+    """Log that SIGTERM stopped the run in ``epoch`` (1-based) after ``step`` optimiser steps
+    of it, with the resume file written at ``path``, and return the exit (status 143)."""
+    saved = f"{Path(path).name} written" if path is not None else "no resume file (none set)"
+    message = f"SIGTERM at epoch {epoch} step {step}: {saved}, exiting 143"
+    log.warning("%s: %s", describe, message)
+    return TrainInterrupted(f"{describe}: {message}")
 
 
 @dataclass(frozen=True)
@@ -130,8 +158,7 @@ def save_resume(ident: ResumeIdentity, state: ResumeState, model: nn.Module,
                "model": model.state_dict(), "optimizer": opt.state_dict(),
                "scheduler": sched.state_dict(), "objective": objective.state_dict(),
                "rng": _rng_state(gens)}
-    with atomic_path(ident.path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(ident.path, payload)  # a failed write names the file and its errno
 
 
 def try_resume(ident: ResumeIdentity, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
@@ -160,6 +187,136 @@ def try_resume(ident: ResumeIdentity, model: nn.Module, opt: torch.optim.Optimiz
     objective.load_state_dict(payload["objective"])
     _set_rng_state(gens, payload["rng"])
     state = ResumeState(**payload["state"])
-    log.info("%s: resuming from %s at epoch %d step %d", ident.describe, path, state.epoch,
-             state.step_in_epoch)
+    log.info("%s: resuming from %s at epoch %d step %d", ident.describe, path, state.epoch + 1,
+             state.step_in_epoch)  # epoch: the one in progress, 1-based (as SIGTERM's line)
     return state, state.epoch
+
+
+# --------------------------------------------------------------------------- model.pt
+
+
+class CheckpointError(RuntimeError):
+    """A ``model.pt`` that cannot be trusted; ``problem`` says what is wrong, ``fix`` what to
+    do (it depends on who asked: the caller passes it)."""
+
+    role = "model checkpoint"
+
+    def __init__(self, path: str | Path, problem: str, fix: str = "") -> None:
+        self.path, self.problem, self.fix = str(path), problem, fix
+        super().__init__(f"{self.role} {path} {problem}" + (f". {fix}" if fix else ""))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the three-part constructor
+        return type(self), (self.path, self.problem, self.fix)
+
+
+def recorded_sha256(path: str | Path) -> str | None:
+    """The ``model_sha256`` that the ``run.json`` beside ``path`` recorded when ``path`` was
+    written; None when there is no ``run.json`` or it predates the record."""
+    record_path = Path(path).parent / "run.json"
+    if not record_path.is_file():
+        return None
+    try:
+        record = read_json(record_path)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(path, f"cannot be checked: the run.json beside it is unreadable "
+                                    f"({err})") from err
+    return record.get("model_sha256") if isinstance(record, dict) else None
+
+
+def verify_model(path: str | Path, expected_sha256: str | None) -> dict[str, Any]:
+    """The checkpoint dict of ``model.pt`` at ``path`` once it passes every check of
+    :func:`load_model` (``expected_sha256``: see there)."""
+    return load_model(path, expected_sha256)[0]
+
+
+def load_model(path: str | Path, expected_sha256: str | None) -> tuple[dict[str, Any],
+                                                                       nn.Module]:
+    """Read and check ``model.pt``; return its dict and the network it holds (on the CPU).
+
+    Checks, each a :class:`CheckpointError` naming the file: readable (not missing, not a
+    directory), sha256 equal to ``expected_sha256`` (None: not checked; see
+    :func:`recorded_sha256`), a dict with :data:`MODEL_KEYS`, a ``state_dict`` that loads
+    strictly into the network its ``arch``/``num_classes``/``input_shape`` name, finite
+    weights. Global random streams are left as they were.
+    """
+    p = Path(path)
+    data = _read_bytes(p)
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise CheckpointError(p, f"has sha256 {actual[:16]}… but run.json recorded "
+                                     f"{expected_sha256[:16]}… when it was written: its bytes "
+                                     f"changed since (corrupted or replaced)")
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # any unpickling failure: say what the file is instead
+        raise CheckpointError(p, _not_torch(p, data, err)) from err
+    _check_keys(p, ckpt)
+    net = _network(p, ckpt)
+    bad = [k for k, v in ckpt["state_dict"].items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(p, f"holds non-finite weights (NaN or inf in {len(bad)} "
+                                 f"tensor(s): {', '.join(bad[:3])}{', …' if len(bad) > 3 else ''})"
+                                 f": the run that wrote it diverged or the file was altered")
+    return ckpt, net
+
+
+def _read_bytes(p: Path) -> bytes:
+    if p.is_dir():
+        inner = p / "model.pt"
+        hint = f" (it holds one: {inner})" if inner.is_file() else ""
+        raise CheckpointError(p, f"is a directory, not a model.pt{hint}")
+    if not p.exists():
+        raise CheckpointError(p, "is missing (no such file)")
+    try:
+        return p.read_bytes()
+    except OSError as err:
+        raise CheckpointError(p, f"cannot be read ({err.strerror or err})") from err
+
+
+def _not_torch(p: Path, data: bytes, err: Exception) -> str:
+    """What a file that torch.load rejects is, for the message."""
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        if names and all(n.endswith(".npy") for n in names):
+            return (f"is a NumPy archive of arrays {[n[:-4] for n in names][:4]} (a preds.npz "
+                    f"holds predictions, not network weights)")
+    if data[:1] in (b"{", b"["):
+        return "is a JSON file (run.json or manifest.json?), not network weights"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"is not a readable torch checkpoint (torch.load: {first[:200]})"
+
+
+def _check_keys(p: Path, ckpt: Any) -> None:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(p, f"holds a {type(ckpt).__name__}, not the dict of weights and "
+                                 f"architecture that `selfdistill train` writes")
+    missing = [k for k in MODEL_KEYS if k not in ckpt]
+    if missing and {"state", "model", "optimizer"} <= set(ckpt):
+        raise CheckpointError(p, "is a resume file (the state of an unfinished run), not the "
+                                 "model.pt of a finished one")
+    if missing:
+        raise CheckpointError(p, f"lacks the key(s) {missing} (it holds {sorted(ckpt)[:8]}): "
+                                 f"it was not written by `selfdistill train`")
+    if not isinstance(ckpt["state_dict"], dict):
+        raise CheckpointError(p, f"has a state_dict of type {type(ckpt['state_dict']).__name__},"
+                                 f" not a dict of tensors")
+
+
+def _network(p: Path, ckpt: Mapping[str, Any]) -> nn.Module:
+    """The network ``ckpt`` names, its weights loaded strictly (global RNG untouched)."""
+    arch, k, shape = ckpt["arch"], ckpt["num_classes"], ckpt["input_shape"]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            net = build_model(arch, int(k), tuple(int(d) for d in shape))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(p, f"names a network that cannot be built (arch {arch!r}, "
+                                 f"num_classes {k!r}, input_shape {shape!r}: {err})") from err
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(p, f"does not load into the {arch} network for {k} classes and "
+                                 f"input {tuple(shape)} it names ({detail})") from err
+    return net

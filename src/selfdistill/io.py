@@ -2,13 +2,15 @@
 
 Every file the pipeline writes goes through :func:`atomic_path`: it is written to a
 temporary name in the same directory and renamed into place only when complete, so a
-killed job never leaves a half-written file that a rerun would trust.
+killed job never leaves a half-written file that a rerun would trust. A write that fails
+(disk full, ...) raises an OSError that keeps its errno and names the file and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +31,18 @@ __all__ = [
     "write_json",
     "write_npz",
     "write_text",
+    "write_torch",
 ]
+
+# what to do about a failed write, by errno (the rest: the generic advice below)
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space or point results/ elsewhere",
+    errno.EDQUOT: "free space within your quota or point results/ elsewhere",
+    errno.EROFS: "the file system is read-only: run from a writable working directory",
+    errno.EACCES: "fix the permissions of its directory or run from a writable working directory",
+    errno.EPERM: "fix the permissions of its directory or run from a writable working directory",
+    errno.EIO: "the storage reported an I/O error: check the disk, then re-run",
+}
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
@@ -48,10 +61,17 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
+
+    An OSError while writing (disk full, quota, read-only file system) is raised again as
+    :func:`write_error`: same class and errno, with ``path`` and the fix in its message.
+    """
     target = Path(path)
     directory = ensure_writable_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as err:  # e.g. no inodes left
+        raise write_error(err, target) from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -60,9 +80,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
         os.replace(tmp_path, target)
+    except OSError as err:
+        named = write_error(err, target)
+        if named is err:  # named already, by a nested write
+            raise
+        raise named from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_error(err: OSError, target: str | os.PathLike) -> OSError:
+    """``err`` (raised while writing ``target``) as an error of the same class and errno
+    whose message names ``target``, the errno's name and the fix; an error already named
+    (a nested write) is returned as it is."""
+    if getattr(err, "target", None) is not None:
+        return err
+    code = err.errno
+    name = errno.errorcode.get(code, "") if code is not None else ""
+    what = os.strerror(code).lower() if code is not None else str(err)
+    fix = _WRITE_FIXES.get(code, "check the file system, then re-run")  # type: ignore[arg-type]
+    message = f"{what} while writing {target}" + (f" ({name})" if name else "") + f": {fix}"
+    try:
+        named = type(err)(message)  # PermissionError stays a PermissionError
+    except TypeError:  # a subclass with another constructor
+        named = OSError(message)
+    named.errno = code  # the code stays; the message stays ours (no strerror set)
+    named.target = str(target)  # type: ignore[attr-defined]
+    return named
 
 
 def _umask() -> int:
@@ -111,6 +156,40 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
+class _RecordingWriter:
+    """A binary file whose failed ``write`` keeps its OSError (torch's zip writer reports
+    one only as a RuntimeError without the errno)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, through a file object (the zip records
+    then carry no temporary file name, so equal objects give equal bytes); a failed write
+    is an OSError naming ``path`` and its errno (:func:`write_error`)."""
+    import torch  # only the writers of checkpoints need it
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer = _RecordingWriter(fh)
+        try:
+            torch.save(obj, writer)  # type: ignore[arg-type]
+        except RuntimeError as err:
+            if writer.error is None:
+                raise
+            raise writer.error from err
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

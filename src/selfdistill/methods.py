@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .objectives import Objective
 
-__all__ = ["METHODS", "SWEPT", "Method", "Range", "get_method"]
+__all__ = ["METHODS", "SWEPT", "Method", "NanRisk", "Range", "get_method"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,15 @@ class Range:
 
 
 @dataclass(frozen=True)
+class NanRisk:
+    """A method keyword whose values outside ``usual`` can make the training loss
+    non-finite, and ``why`` (for the message of :class:`selfdistill.train.NonFiniteLossError`)."""
+
+    usual: Range
+    why: str
+
+
+@dataclass(frozen=True)
 class Method:
     """One training method of SPEC §3 and where its code lives."""
 
@@ -74,6 +83,10 @@ class Method:
     section: str  # its SPEC section ("3.4")
     # allowed values of the swept strength and of the options (keyword -> Range)
     ranges: Mapping[str, Range] = field(default_factory=dict, hash=False)
+    # keywords that can make the loss non-finite (keyword -> NanRisk), and a cause that
+    # belongs to no keyword (SD: the teacher's logits)
+    nan_risks: Mapping[str, NanRisk] = field(default_factory=dict, hash=False)
+    nan_note: str = ""
 
     @property
     def objective(self) -> type[Objective]:
@@ -118,6 +131,21 @@ class Method:
                              f"Remove or correct them.")
         return {**defaults, **(given or {})}
 
+    def nan_causes(self, param: float | None, options: Mapping[str, Any]) -> list[str]:
+        """Likely causes of a non-finite loss among this method's settings: each keyword of
+        ``nan_risks`` whose value (``param`` for the swept one, else the resolved
+        ``options``) is outside its usual range, then ``nan_note``."""
+        values = {**self.resolve(options), **({} if self.swept is None else {self.swept: param})}
+        causes = []
+        for key, risk in self.nan_risks.items():
+            value = values.get(key)
+            if value is not None and value not in risk.usual:
+                where = (f"{self.sweep_key} (this run's param)" if key == self.swept
+                         else f"methods.{self.name}.{key}")
+                shown = f"{value:g}" if isinstance(value, (int, float)) else repr(value)
+                causes.append(f"{where} = {shown}, outside the usual {risk.usual}: {risk.why}")
+        return causes + ([self.nan_note] if self.nan_note else [])
+
     def build(self, param: float | None, options: Mapping[str, Any], **state: Any) -> Objective:
         """The objective: run ``state`` (see :meth:`requires`), the swept strength ``param``
         as its keyword, and the resolved ``options`` as keyword arguments."""
@@ -133,14 +161,29 @@ METHODS: dict[str, Method] = {
         Method("ce", "CE", "CrossEntropy", "cross_entropy", None, None, "3.1"),
         Method("ls", "LS", "LabelSmoothing", "label_smoothing", "eps", "ε", "3.2",
                ranges={"eps": Range(0, 1, high_open=True),  # 1-ε on y stays positive
-                       "spread": Range(choices=("others", "uniform"))}),
+                       "spread": Range(choices=("others", "uniform"))},
+               nan_risks={"eps": NanRisk(Range(0, 0.99), "the target puts 1-ε on the label, so "
+                                         "near 1 the label is all but ignored")}),
         Method("er", "ER", "EntropyRegularization", "entropy_regularized", "beta", "β", "3.3",
-               ranges={"beta": Range(0)}),  # β < 0 would reward confidence
+               ranges={"beta": Range(0)},  # β < 0 would reward confidence
+               nan_risks={"beta": NanRisk(Range(0, 1), "CE - β·H(p): a large β outweighs the "
+                                          "label and scales the gradients by β")}),
         Method("sd", "SD", "SelfDistillation", "self_distillation", None, None, "3.4",
-               ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True)}),
+               ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True)},
+               nan_risks={"temperature": NanRisk(Range(1e-3), "q = softmax(z/T) divides the "
+                                                 "teacher's logits z by T, and z/T overflows "
+                                                 "float32 (max 3.4e38) for a tiny T"),
+                          "alpha": NanRisk(Range(0, 1), "outside [0, 1] one term of the loss "
+                                           "gets a negative weight: unbounded below")},
+               nan_note="non-finite teacher logits (its weights are checked finite when "
+                        "loaded; an overflow inside the teacher on these inputs remains)"),
         Method("bs", "BS", "BetaSmoothing", "beta_smoothing", "a", "a", "3.5",
                ranges={"a": Range(0, low_open=True),  # Beta(a, 1) needs a > 0
-                       "alpha": Range(0, 1), "ema_cap": Range(0, 1)}),
+                       "alpha": Range(0, 1), "ema_cap": Range(0, 1)},
+               nan_risks={"a": NanRisk(Range(1e-3), "the Beta(a, 1) draws are U^(1/a): a <= 0 "
+                                       "gives label weights above 1 (loss unbounded below)"),
+                          "alpha": NanRisk(Range(0, 1), "outside [0, 1] one term of the loss "
+                                           "gets a negative weight: unbounded below")}),
     )
 }
 

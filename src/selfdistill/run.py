@@ -10,6 +10,8 @@ This is the single code path behind the Snakemake training rules and the
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success.
+``run.json`` records ``model_sha256``, the hash of ``model.pt`` as written: a teacher is
+loaded only if its bytes still match it (:func:`selfdistill.checkpoint.verify_model`).
 """
 
 from __future__ import annotations
@@ -24,25 +26,36 @@ from typing import Any
 import torch
 
 from .augment import InputPipeline, build_input_pipeline
-from .checkpoint import ResumeIdentity
+from .checkpoint import CheckpointError, ResumeIdentity, load_model, recorded_sha256
 from .data import SPLITS, load_manifest, load_split
 from .grid import csv_param
-from .io import atomic_path, ensure_writable_dir, sha256_file, write_csv, write_json, write_npz
+from .io import ensure_writable_dir, sha256_file, write_csv, write_json, write_npz, write_torch
 from .methods import get_method
 from .models import build_model
 from .objectives import Objective
 from .provenance import provenance
-from .train import TrainConfig, derive_seed, fingerprint, fit, predict_logits, select_device
+from .train import (
+    NonFiniteLossError,
+    TrainConfig,
+    derive_seed,
+    fingerprint,
+    fit,
+    predict_logits,
+    select_device,
+)
 
-__all__ = ["OUTPUT_FILES", "RunSpec", "TeacherError", "load_teacher", "spec_from_params",
-           "train_bundle", "train_run"]
+__all__ = ["CALLERS", "OUTPUT_FILES", "RunSpec", "TeacherError", "load_teacher",
+           "spec_from_params", "train_bundle", "train_run"]
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ("model.pt", "history.csv", "preds.npz", "run.json")
+CALLERS = ("workflow", "cli")  # who started a run: decides the advice of its errors
 
 
-class TeacherError(RuntimeError):
-    """The SD teacher checkpoint is missing or does not match the student."""
+class TeacherError(CheckpointError):
+    """The SD teacher checkpoint is missing, damaged, or does not match the student."""
+
+    role = "teacher checkpoint"
 
 
 @dataclass(frozen=True)
@@ -88,26 +101,38 @@ class RunSpec:
 
 
 def load_teacher(path: str | Path, arch: str, num_classes: int, input_shape: tuple[int, ...],
-                 device: torch.device) -> torch.nn.Module:
-    """Rebuild the teacher from ``model.pt``, checking it matches the student (SPEC §3.4)."""
+                 device: torch.device, caller: str = "workflow") -> torch.nn.Module:
+    """Rebuild the teacher from ``model.pt`` once it is verified (sha256 against the
+    ``run.json`` beside it, keys, shapes, finite weights) and matches the student (SPEC §3.4).
+
+    ``caller`` (one of :data:`CALLERS`) picks the advice of a :class:`TeacherError`: the
+    workflow retrains the teacher's run, the CLI's ``--teacher`` points elsewhere.
+    """
+    if caller not in CALLERS:
+        raise ValueError(f"caller must be one of {CALLERS}, got {caller!r}")
     p = Path(path)
-    if not p.exists():
-        raise TeacherError(f"teacher checkpoint {p} is missing: train the previous generation "
-                           f"first (snakemake {p}).")
     try:
-        ckpt = torch.load(p, map_location=device, weights_only=False)
-    except Exception as err:
-        raise TeacherError(f"teacher checkpoint {p} cannot be read ({err}); delete it and "
-                           f"re-run its training rule.") from err
-    got = (ckpt.get("arch"), ckpt.get("num_classes"), tuple(ckpt.get("input_shape", ())))
+        ckpt, teacher = load_model(p, recorded_sha256(p))
+    except CheckpointError as err:
+        raise TeacherError(p, err.problem, _teacher_fix(p, caller, not p.exists())) from err
+    got = (ckpt["arch"], ckpt["num_classes"], tuple(ckpt["input_shape"]))
     want = (arch, num_classes, tuple(input_shape))
     if got != want:
-        raise TeacherError(f"teacher checkpoint {p} is incompatible: it holds arch/classes/input "
-                           f"{got}, the student needs {want}. SD teaches a network of the same "
-                           f"architecture on the same dataset; point --teacher at such a run.")
-    teacher = build_model(arch, num_classes, tuple(input_shape))
-    teacher.load_state_dict(ckpt["state_dict"])
+        raise TeacherError(p, f"is incompatible: it holds arch/classes/input {got}, the student "
+                              f"needs {want}; SD teaches a network of the same architecture on "
+                              f"the same dataset", _teacher_fix(p, caller, False))
     return teacher.to(device).eval()
+
+
+def _teacher_fix(p: Path, caller: str, missing: bool) -> str:
+    """What to do about the teacher checkpoint ``p``, for whoever started the run."""
+    if caller == "cli":
+        return ("--teacher must be the model.pt of a finished `selfdistill train` run of the "
+                "same --arch on the same --data (e.g. runs/ce0/model.pt)")
+    if missing:
+        return f"Train the previous generation first: snakemake {p}"
+    return (f"Delete {p.parent} and re-run snakemake (snakemake {p} retrains that previous "
+            f"generation, this run's teacher)")
 
 
 def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
@@ -117,12 +142,13 @@ def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
     return build_model(spec.arch, k, shape).to(device)
 
 
-def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device) -> Objective:
+def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device,
+               caller: str = "workflow") -> Objective:
     """The run's objective, built by the registry from the run state its constructor
     requires: the SD teacher (SPEC §3.4), the BS EMA network and Beta sampler (SPEC §3.5)."""
     shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
     providers = {
-        "teacher": lambda: load_teacher(spec.teacher, spec.arch, k, shape, device),
+        "teacher": lambda: load_teacher(spec.teacher, spec.arch, k, shape, device, caller),
         "ema_model": lambda: _ema_model(spec, k, shape, device),
         "generator": lambda: torch.Generator().manual_seed(derive_seed(spec.seed, "beta")),
     }
@@ -175,8 +201,20 @@ def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
     return records
 
 
-def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
-    """Train one network per ``spec`` and write its outputs; returns the provenance record."""
+def _nan_causes(spec: RunSpec, lr: float) -> str:
+    """Likely causes of a non-finite loss in this run: its method's settings outside their
+    usual ranges and the method's own note (the registry, SPEC §3), then the learning rate."""
+    causes = get_method(spec.method).nan_causes(spec.param, spec.options)
+    causes.append(f"train.lr = {lr:g} too high for this network (lower it)")
+    return "; ".join(causes) + "; or non-finite inputs"
+
+
+def train_run(spec: RunSpec, keep_resume: bool = False,
+              caller: str = "workflow") -> dict[str, Any]:
+    """Train one network per ``spec`` and write its outputs; returns the provenance record.
+
+    ``caller`` (:data:`CALLERS`): who started the run, for the advice of its errors (the
+    CLI passes ``"cli"``)."""
     t_start = time.perf_counter()
     spec.validate()
     out = ensure_writable_dir(spec.out_dir)
@@ -185,15 +223,21 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
     manifest = load_manifest(spec.dataset_dir)
     train, val, test = (load_split(spec.dataset_dir, s) for s in SPLITS)
     shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
-    objective = _objective(spec, manifest, device)  # teacher errors surface before training
+    objective = _objective(spec, manifest, device, caller)  # teacher errors before training
     torch.manual_seed(derive_seed(spec.seed, spec.gen, "init"))
     model = build_model(spec.arch, k, shape)
     fp = run_fingerprint(spec, manifest)
     pipeline = build_pipeline(manifest, spec.train)
-    result = fit(model, objective, train, val, spec.train, device,
-                 resume=ResumeIdentity(out / "resume.pt", fp, spec.describe()), pipeline=pipeline,
-                 on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(), row["epoch"],
-                                               {k: round(v, 4) for k, v in row.items()}))
+    try:
+        result = fit(model, objective, train, val, spec.train, device,
+                     resume=ResumeIdentity(out / "resume.pt", fp, spec.describe()),
+                     pipeline=pipeline,
+                     on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(),
+                                                   row["epoch"],
+                                                   {k: round(v, 4) for k, v in row.items()}))
+    except NonFiniteLossError as err:  # the loop knows the lr; the registry, the method
+        raise err.with_causes(_nan_causes(spec, err.lr)).with_traceback(
+            err.__traceback__) from None
     t_eval = time.perf_counter()
     arrays: dict[str, Any] = {}
     for split in (train, val, test):
@@ -211,8 +255,7 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
             "input_shape": list(shape), "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy, "fingerprint": fp,
             "method": spec.method, "param": spec.param, "seed": spec.seed, "gen": spec.gen}
-    with atomic_path(out / "model.pt") as tmp, open(tmp, "wb") as fh:
-        torch.save(ckpt, fh)  # a file object: the zip records carry no temp-file name
+    write_torch(out / "model.pt", ckpt)  # first model.pt, then its hash into run.json
     record = provenance(
         config=dict(spec.config), device=result.device,
         inputs=[Path(spec.dataset_dir) / f for f in manifest["sha256"]] +
@@ -223,7 +266,8 @@ def train_run(spec: RunSpec, keep_resume: bool = False) -> dict[str, Any]:
         best_val_accuracy=result.best_val_accuracy,
         train_step_seconds=result.train_step_seconds,
         eval_seconds=time.perf_counter() - t_eval,
-        resumed_from_epoch=result.resumed_from_epoch, threads=spec.threads)
+        resumed_from_epoch=result.resumed_from_epoch, threads=spec.threads,
+        model_sha256=sha256_file(out / "model.pt"))
     write_json(out / "run.json", record)
     if not keep_resume:
         (out / "resume.pt").unlink(missing_ok=True)

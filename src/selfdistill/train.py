@@ -32,6 +32,7 @@ from .checkpoint import (
     SigtermFlag,
     TrainInterrupted,
     fingerprint,
+    interrupted,
     save_resume,
     try_resume,
 )
@@ -59,7 +60,26 @@ __all__ = [
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss of run ``describe`` became NaN or infinite at ``epoch`` (1-based),
+    ``step``, with learning rate ``lr``. ``causes`` name what likely made it so; by default
+    only what the loop knows (the learning rate, the inputs): a caller that knows the
+    method adds its settings with :meth:`with_causes`."""
+
+    def __init__(self, describe: str, epoch: int, step: int, lr: float,
+                 causes: str = "") -> None:
+        self.describe, self.epoch, self.step, self.lr = describe, epoch, step, lr
+        self.causes = causes or (f"train.lr = {lr} too high for this network (lower it), or "
+                                 f"non-finite inputs")
+        super().__init__(f"{describe}: non-finite training loss at epoch {epoch}, step {step} "
+                         f"(lr {lr}). Likely causes: {self.causes}. No checkpoint of this epoch "
+                         f"was written, the last resume file is kept.")
+
+    def with_causes(self, causes: str) -> NonFiniteLossError:
+        """The same error with ``causes`` as its likely causes."""
+        return NonFiniteLossError(self.describe, self.epoch, self.step, self.lr, causes)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable despite the keyword constructor
+        return type(self), (self.describe, self.epoch, self.step, self.lr, self.causes)
 
 
 @dataclass(frozen=True)
@@ -281,11 +301,8 @@ def run_epoch(parts: TrainParts, x: Tensor, y: Tensor, perm: Tensor, start_step:
             n_seen += yb.shape[0]
             correct += (logits.argmax(1) == yb).sum()
     if stopped_at is None and bool(bad_seen):
-        raise NonFiniteLossError(
-            f"{parts.describe}: non-finite training loss at epoch {epoch}, step "
-            f"{start_step + int(finite_prefix)} (lr {parts.opt.param_groups[0]['lr']}). Lower "
-            f"train.lr or check the inputs; no checkpoint of this epoch was written, the last "
-            f"resume file is kept.")
+        raise NonFiniteLossError(parts.describe, epoch, start_step + int(finite_prefix),
+                                 parts.opt.param_groups[0]["lr"])
     return EpochSums(float(loss_sum), float(correct), float(n_seen), steps, stopped_at)
 
 
@@ -343,9 +360,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                              state.epoch + 1, lambda: sigterm.raised)
             _add_sums(state, sums)
             if sums.stopped_at is not None:
-                save()
-                raise TrainInterrupted(f"{resume.describe}: SIGTERM received; resume checkpoint "
-                                       f"written at epoch {state.epoch} step {sums.stopped_at}")
+                save()  # then a log line says where it stopped (exit status 143)
+                raise interrupted(resume.path, resume.describe, state.epoch + 1, sums.stopped_at)
             train_seconds, t1_unix = time.perf_counter() - t0, time.time()
             state.train_step_seconds += train_seconds
             val_acc = _val_accuracy(model, x_va, val, cfg, parts.pipeline)
