@@ -28,6 +28,7 @@ import numpy as np
 from .io import read_json, sha256_file, write_json, write_npz
 
 __all__ = [
+    "MANIFEST_KEYS",
     "SPLITS",
     "DataError",
     "Split",
@@ -91,13 +92,30 @@ def write_prepared(out_dir: str | Path, name: str,
     return manifest
 
 
+MANIFEST_KEYS = ("num_classes", "input_shape", "sha256")  # what training reads
+
+
 def load_manifest(data_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a prepared dataset; DataError naming the rule to run if it is missing."""
+    """The manifest of a prepared dataset; a DataError naming the file and how to rebuild
+    it when it is missing, unreadable (truncated, not JSON) or lacks :data:`MANIFEST_KEYS`."""
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
         raise DataError(f"dataset manifest {path} is missing: run the prepare_dataset rule "
                         f"(snakemake {path}) before training.")
-    return read_json(path)
+    rebuild = (f"Delete the dataset directory {Path(data_dir)} and prepare it again: `snakemake "
+               f"data` (or `snakemake {path}`), or `python -m selfdistill prepare --out "
+               f"{Path(data_dir)}` outside the workflow.")
+    try:
+        manifest = read_json(path)
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"dataset manifest {path} is unreadable ({err}): it was cut short or "
+                        f"altered. {rebuild}") from err
+    missing = ([k for k in MANIFEST_KEYS if k not in manifest] if isinstance(manifest, dict)
+               else list(MANIFEST_KEYS))
+    if missing:
+        raise DataError(f"dataset manifest {path} lacks {missing}: it was not written by "
+                        f"`selfdistill prepare` or is damaged. {rebuild}")
+    return manifest
 
 
 def load_split(data_dir: str | Path, split: str, verify: bool = True) -> Split:
