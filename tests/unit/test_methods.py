@@ -4,8 +4,8 @@ The schema, the configs, the grid, the CLI and the objectives are checked agains
 so they cannot drift apart.
 """
 
-import argparse
 import copy
+import re
 import subprocess
 import sys
 
@@ -149,17 +149,17 @@ def test_cli_has_one_flag_per_option_with_the_registry_default(capsys):
         for option, default in m.options().items():
             flag = f"--{m.name}-{option}".replace("_", "-")
             assert flag in text
-            assert f"{m.label} {option} (default: {default})" in text
+            shown = re.search(rf"{m.label} {option} \(SPEC §{m.section}\).*?\(default: ([^)]*)\)",
+                              text)
+            assert shown and shown.group(1) == str(default)
     assert "--method {" + ",".join(METHODS) + "}" in text
 
 
 def test_cli_method_options_reach_the_run_spec():
-    parser = argparse.ArgumentParser()
-    cli._train_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "--data", "d", "--arch", "cnn1d", "--method", "sd",
-                              "--out", "o", "--sd-alpha", "0.3", "--sd-t-squared"])
-    assert cli._method_options(args) == {**get_method("sd").options(), "alpha": 0.3,
-                                         "t_squared": True}
+    args = cli.parse(["train", "--data", "d", "--arch", "cnn1d", "--method", "sd", "--gen", "1",
+                      "--teacher", "t.pt", "--out", "o", "--sd-alpha", "0.3", "--sd-t-squared"])
+    assert cli.run_spec(args).options == {**get_method("sd").options(), "alpha": 0.3,
+                                          "t_squared": True}
 
 
 def test_registry_and_grid_import_without_torch():
