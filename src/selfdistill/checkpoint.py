@@ -211,9 +211,10 @@ class CheckpointError(RuntimeError):
 
 def recorded_sha256(path: str | Path) -> str | None:
     """The ``model_sha256`` that the ``run.json`` beside ``path`` recorded when ``path`` was
-    written; None when there is no ``run.json`` or it predates the record."""
+    written; None when ``path`` is not named ``model.pt`` (the record is that file's), there
+    is no ``run.json``, or it predates the record."""
     record_path = Path(path).parent / "run.json"
-    if not record_path.is_file():
+    if Path(path).name != "model.pt" or not record_path.is_file():
         return None
     try:
         record = read_json(record_path)
