@@ -3,6 +3,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,3 +171,12 @@ def test_render_and_main(tree, capsys):
     out = capsys.readouterr().out
     assert "2 waiting (8 runs)" in out and "at 4 run(s) at once" in out
     assert main([str(root.parent / "missing")]) == 1
+
+
+def test_progress_does_not_import_torch():
+    """Watching a grid from a login node stays cheap (no torch, pandas or matplotlib)."""
+    code = ("import sys, selfdistill.progress; "
+            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
