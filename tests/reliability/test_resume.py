@@ -107,15 +107,18 @@ def test_sigkill_at_random_points_then_resume_is_identical(data_dir, reference, 
 
 def test_sigterm_writes_resume_at_step_boundary_and_exits_nonzero(data_dir, reference, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(cli(data_dir, out))
+    proc = subprocess.Popen(cli(data_dir, out), stderr=subprocess.PIPE, text=True)
     assert wait_for(out / "resume.pt", proc)
     first = (out / "resume.pt").stat().st_mtime_ns
     time.sleep(0.13)  # land inside an epoch
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
     assert (out / "resume.pt").stat().st_mtime_ns != first  # written on SIGTERM
     epoch, step = resume_position(out / "resume.pt")
     assert 0 < epoch < EPOCHS
+    # the reason is logged (epoch: the one in progress, 1-based)
+    assert f"SIGTERM at epoch {epoch + 1} step {step}: resume.pt written, exiting 143" in stderr
     subprocess.run(cli(data_dir, out), check=True, timeout=600)
     same_outputs(reference, out)
 
