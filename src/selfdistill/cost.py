@@ -49,8 +49,10 @@ H200_PEAK = {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}
 """FLOP/s, dense (no sparsity), H200 SXM datasheet: fp32 on CUDA cores; tf32 and bf16 on
 tensor cores (the datasheet's 989 / 1,979 TFLOP/s are with 2:4 sparsity)."""
 
-UTILISATION = {"best": 0.35, "worst": 0.20}
-"""Assumed sustained share of that peak for these small 32x32 networks (an assumption)."""
+UTILISATION = {"35": 0.35, "20": 0.20, "10": 0.10}
+"""Assumed sustained shares of that peak (column suffix -> share): 20-35 % is the planning
+range for these small 32x32 networks; 10 % shows the case of eager PyTorch at batch 128
+falling well short of it. Assumptions, to be replaced by a measured share."""
 
 SECONDS_PER_OP = 5e-6
 """Assumed host cost of one dispatched operator in eager PyTorch on a fast host CPU
