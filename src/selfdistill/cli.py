@@ -468,9 +468,11 @@ def _train_parser(sub: Any) -> None:
     run.add_argument("--out", required=True, help="output run directory")
     run.add_argument("--config", metavar="FILE",
                      help="YAML with config/config.yaml's blocks train, methods, execution and "
-                          "datasets (augment, augment_padding of --dataset or its only block)")
+                          "datasets (augment, augment_padding of --dataset or its only block) "
+                          "(default: none)")
     run.add_argument("--dataset", metavar="NAME",
-                     help="which datasets block of --config holds the augmentation")
+                     help="which datasets block of --config holds the augmentation "
+                          "(default: its only block)")
     titles = {"train": "recipe (--config block train, SPEC §2)",
               "dataset": "augmentation (--config block datasets.<name>, SPEC §2)",
               "execution": "execution (--config block execution)"}
@@ -648,10 +650,39 @@ def _prepare_parser(sub: Any) -> None:
                                help=help_text)
 
 
+def _checked_flags(source: Any, block: dict[str, Any], flagged: set[str]) -> None:
+    """Flags of keys ``source`` lacks are refused; the others typed in ``block``, as a YAML
+    block would hold them (the manifest records the block)."""
+    foreign = sorted(flagged - set(source.keys))
+    if foreign:
+        accepted = ", ".join(_flag(k) for k in source.keys if k != "source")
+        raise UsageError(f"{', '.join(map(_flag, foreign))}: not a key of source "
+                         f"{source.name}; it accepts {accepted}: remove it")
+    for key in flagged - {"source"}:
+        try:
+            block[key] = source.keys[key].check(block[key], source.files)
+        except Invalid as err:
+            raise UsageError(f"{_flag(key)}: {err.what}; {err.fix}") from None
+
+
+def _validated(name: str, block: Mapping[str, Any], flagged: set[str], prefix: str) -> None:
+    """validate_dataset (SPEC §2, §5), its messages naming the flag or the file's key."""
+    from .sources import validate_dataset
+
+    try:
+        validate_dataset(name, block)
+    except ValueError as err:
+        message = str(err)
+        for key in flagged:
+            message = message.replace(f"datasets.{name}.{key}:", f"{_flag(key)}:")
+        raise UsageError(message.replace(f"datasets.{name}.", f"{prefix}datasets.{name}.")
+                         ) from None
+
+
 def prepare_block(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """(dataset name, dataset block) of a parsed ``prepare`` command line: --config's block,
     flags over it, checked with validate_dataset; UsageError naming the flag or file key."""
-    from .sources import SOURCES, get_source, validate_dataset
+    from .sources import SOURCES, get_source
 
     cfg, prefix = _config(args)
     name, block = _dataset_entry(cfg, args, prefix)
@@ -665,22 +696,11 @@ def prepare_block(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         source = get_source(name, block)
     except ValueError as err:
         raise UsageError(f"{prefix}{err}") from None
-    foreign = sorted(flagged - set(source.keys))
-    if foreign:
-        accepted = ", ".join(_flag(k) for k in source.keys if k != "source")
-        raise UsageError(f"{', '.join(map(_flag, foreign))}: not a key of source "
-                         f"{source.name}; it accepts {accepted}: remove it")
+    _checked_flags(source, block, flagged)
     for key, value in _PREPARE_DEFAULTS.items():
         if key in source.keys and key not in block:
             block[key], flagged = value, flagged | {key}
-    try:
-        validate_dataset(name, block)
-    except ValueError as err:
-        message = str(err)
-        for key in flagged:
-            message = message.replace(f"datasets.{name}.{key}:", f"{_flag(key)}:")
-        raise UsageError(message.replace(f"datasets.{name}.", f"{prefix}datasets.{name}.")
-                         ) from None
+    _validated(name, block, flagged, prefix)
     return name, block
 
 
