@@ -40,6 +40,7 @@ from .sources.keys import REQUIRED, Invalid, Key, close_match  # torch-free, as 
 
 if TYPE_CHECKING:
     from .run import RunSpec
+    from .sources import Source
 
 __all__ = ["Field", "UsageError", "build_parser", "default_milestones", "main", "method_options",
            "model_names", "package_version", "parse", "prepare_block", "run_spec",
@@ -650,7 +651,7 @@ def _prepare_parser(sub: Any) -> None:
                                help=help_text)
 
 
-def _checked_flags(source: Any, block: dict[str, Any], flagged: set[str]) -> None:
+def _checked_flags(source: Source, block: dict[str, Any], flagged: set[str]) -> None:
     """Flags of keys ``source`` lacks are refused; the others typed in ``block``, as a YAML
     block would hold them (the manifest records the block)."""
     foreign = sorted(flagged - set(source.keys))
