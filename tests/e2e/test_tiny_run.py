@@ -13,7 +13,7 @@ from selfdistill import grid as G
 from ..conftest import REPO, copy_workflow, snakemake
 from ..workflow.test_dag import load_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 METRIC_COLUMNS = ["dataset", "arch", "method", "param", "seed", "gen", "split", "accuracy",
                   "nll", "ece", "entropy", "cd_entropy_max", "cd_entropy_true", "cd_std_max",

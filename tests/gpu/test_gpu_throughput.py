@@ -13,7 +13,7 @@ from selfdistill.models import build_model
 from selfdistill.objectives import CrossEntropy
 from selfdistill.train import TrainConfig, fit
 
-pytestmark = [pytest.mark.gpu,
+pytestmark = [pytest.mark.gpu, pytest.mark.slow,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 

@@ -24,7 +24,7 @@ from selfdistill.measure import measure_run
 
 from ..conftest import copy_workflow, snakemake
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 DATA = {"source": "mnist1d", "num_samples": 6000, "train_fraction": 0.8, "generator_seed": 42,
         "val_size": 200, "split_seed": 0}

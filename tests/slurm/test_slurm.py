@@ -43,6 +43,7 @@ def _missing() -> list[str]:
 
 pytestmark = [
     pytest.mark.slurm,
+    pytest.mark.slow,
     pytest.mark.skipif(bool(_missing()), reason=f"SLURM binaries missing: {_missing()} "
                        "(apt-get install -y slurm-wlm munge)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="starting slurmctld/slurmd needs root"),

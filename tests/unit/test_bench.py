@@ -7,6 +7,7 @@ import pytest
 from selfdistill import bench
 
 
+@pytest.mark.slow
 def test_bench_small_writes_outputs(tmp_path):
     bench.run_benchmark(tmp_path, rounds=1, steps=3, small=True)
     for name in ("data_only_mnist1d", "data_path_mnist1d", "full_step_mnist1d",

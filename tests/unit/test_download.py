@@ -585,6 +585,7 @@ ruleorder: prepare_downloaded > prepare_dataset
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Path) -> None:
     """snakemake builds the manifest of a fabricated CIFAR-10 through download_cifar10."""
     url, root = served

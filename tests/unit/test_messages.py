@@ -250,6 +250,7 @@ train_run(spec_from_params(json.loads(sys.argv[2])))
 """
 
 
+@pytest.mark.slow
 def test_sigterm_line_is_in_the_rule_log(data_dir, tmp_path):
     """The train rule's wrapper, killed by SIGTERM (as SLURM does before a time limit)."""
     out, log = tmp_path / "run", tmp_path / "logs" / "train.log"

@@ -129,6 +129,7 @@ def metrics(synthetic) -> pd.DataFrame:
     return tables.read_metrics(synthetic[0])
 
 
+@pytest.mark.slow
 def test_every_output_exists_and_pngs_open(rendered) -> None:
     for paths in rendered.values():
         for p in paths:
@@ -139,6 +140,7 @@ def test_every_output_exists_and_pngs_open(rendered) -> None:
     assert not list(rendered["claims"][0].parent.glob("*.tmp")), "temp files left behind"
 
 
+@pytest.mark.slow
 def test_sidecars_record_inputs_config_and_provenance(rendered, synthetic) -> None:
     m_path, r_path = synthetic
     for stem, paths in rendered.items():
@@ -184,6 +186,7 @@ def test_e5_panels_have_one_data_line_and_a_ce_reference(metrics) -> None:
         assert len(ax.lines) == 2  # + the "_ref" CE line
 
 
+@pytest.mark.slow
 def test_e3_marks_the_best_method_per_column(metrics, rendered) -> None:
     t = tables.methods_table(metrics, COMPARE)
     assert len(t) == 10
@@ -198,6 +201,7 @@ def test_e3_marks_the_best_method_per_column(metrics, rendered) -> None:
     assert tex_path.read_text().count("\\textbf{") == 6
 
 
+@pytest.mark.slow
 def test_e2_matches_the_closest_entropy_setting(metrics, rendered) -> None:
     t = tables.matched_entropy(metrics)
     cnn = t[t["arch"] == "cnn"].set_index("sd_gen")
@@ -208,6 +212,7 @@ def test_e2_matches_the_closest_entropy_setting(metrics, rendered) -> None:
     assert len(written) == 2 * G and {"sd_entropy_mean", "er_diversity_std"} <= set(written)
 
 
+@pytest.mark.slow
 def test_claim_verdicts_follow_the_constructed_effects(rendered) -> None:
     t = pd.read_csv(rendered["claims"][1])
     assert list(t.columns[:10]) == ["dataset", "arch", "claim", "verdict", "value", "low",
@@ -229,6 +234,7 @@ def test_claim_verdicts_follow_the_constructed_effects(rendered) -> None:
     assert c1.value == pytest.approx(6.0, abs=0.2) and c1.n_seeds == 3  # gen 3 - CE, pp
 
 
+@pytest.mark.slow
 def test_claims_md_opens_with_one_summary_line_per_pair(rendered) -> None:
     lines = rendered["claims"][0].read_text().splitlines()
     assert lines[0].startswith("# Claims check")

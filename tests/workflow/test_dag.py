@@ -113,6 +113,7 @@ def test_compare_point_missing_from_sweep_is_named(workflow_dir):
     assert "compare.ls_eps=0.33" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_paper_dry_run_counts_equal_grid(workflow_dir):
     """config/paper.yaml plans the whole paper grid (SPEC §5): one job per network."""
     cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
@@ -131,6 +132,7 @@ def test_paper_dry_run_counts_equal_grid(workflow_dir):
     assert milestones["resnet34"] == [50, 100] and milestones["densenet_bc100"] == [75, 112]
 
 
+@pytest.mark.slow
 def test_benchmark_target_runs_the_bench_command(workflow_dir):
     """`snakemake benchmark` is one local job running `python -m selfdistill.bench` into
     results/bench/, and `all` does not pull it in."""

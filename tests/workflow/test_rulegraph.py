@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from ..conftest import REPO, snakemake
 
 
@@ -9,6 +11,7 @@ def rules_in(dot: str) -> set[str]:
     return set(re.findall(r'label = "([^"]+)"', dot))
 
 
+@pytest.mark.slow
 def test_rulegraph_picture_is_current(workflow_dir):
     proc = snakemake(workflow_dir, "all", "--rulegraph")
     current = rules_in(proc.stdout)
