@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 MODEL_KEYS = ("state_dict", "arch", "num_classes", "input_shape")  # what model.pt must hold
+_RESUME_FILE = ("is a resume file (the state of an unfinished run), not the model.pt of a "
+                "finished one")
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +247,8 @@ def load_model(path: str | Path, expected_sha256: str | None) -> tuple[dict[str,
     if expected_sha256 is not None:
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected_sha256:
-            raise CheckpointError(p, f"has sha256 {actual[:16]}… but run.json recorded "
-                                     f"{expected_sha256[:16]}… when it was written: its bytes "
+            raise CheckpointError(p, f"has sha256 {actual[:16]}… but {expected_sha256[:16]}… "
+                                     f"was recorded (run.json) when it was written: its bytes "
                                      f"changed since (corrupted or replaced)")
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -257,9 +259,10 @@ def load_model(path: str | Path, expected_sha256: str | None) -> tuple[dict[str,
     bad = [k for k, v in ckpt["state_dict"].items()
            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
+        names = ", ".join(bad[:3]) + (", …" if len(bad) > 3 else "")
         raise CheckpointError(p, f"holds non-finite weights (NaN or inf in {len(bad)} "
-                                 f"tensor(s): {', '.join(bad[:3])}{', …' if len(bad) > 3 else ''})"
-                                 f": the run that wrote it diverged or the file was altered")
+                                 f"tensor(s): {names}): the run that wrote it diverged or the "
+                                 f"file was altered")
     return ckpt, net
 
 
@@ -278,6 +281,8 @@ def _read_bytes(p: Path) -> bytes:
 
 def _not_torch(p: Path, data: bytes, err: Exception) -> str:
     """What a file that torch.load rejects is, for the message."""
+    if p.name == "resume.pt":  # its random-stream state is no plain tensor data
+        return _RESUME_FILE
     if zipfile.is_zipfile(io.BytesIO(data)):
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
         if names and all(n.endswith(".npy") for n in names):
@@ -295,8 +300,7 @@ def _check_keys(p: Path, ckpt: Any) -> None:
                                  f"architecture that `selfdistill train` writes")
     missing = [k for k in MODEL_KEYS if k not in ckpt]
     if missing and {"state", "model", "optimizer"} <= set(ckpt):
-        raise CheckpointError(p, "is a resume file (the state of an unfinished run), not the "
-                                 "model.pt of a finished one")
+        raise CheckpointError(p, _RESUME_FILE)
     if missing:
         raise CheckpointError(p, f"lacks the key(s) {missing} (it holds {sorted(ckpt)[:8]}): "
                                  f"it was not written by `selfdistill train`")
