@@ -10,20 +10,25 @@ come from the registry :data:`selfdistill.methods.METHODS`.
 "No strength" (ce, sd) is spelled once per layer: ``None`` in Python, ``none`` in paths
 and wildcards (``NO_PARAM``), empty in CSVs (SPEC §7); :func:`path_param`,
 :func:`csv_param` and :func:`parse_param` are the only conversions.
+
+The config is checked whole before any job runs: :func:`coerce_config` turns numbers and
+booleans that arrive as text into their types, then the JSON schema, then
+:func:`validate_config` (cross-key checks, every dataset block used, dataset/arch fit).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .methods import METHODS, SWEPT
 
-__all__ = ["BUNDLE_MODES", "CHAIN", "NO_PARAM", "RUN_PATTERN", "Run", "bundle_parts",
-           "csv_param", "data_dir", "experiment_runs", "experiments", "find_experiment", "grid",
-           "parse_param", "path_param", "run_dir", "run_params", "run_pattern", "teacher_of",
-           "validate_config"]
+__all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "NO_PARAM", "RUN_PATTERN", "Run",
+           "bundle_parts", "coerce_config", "csv_param", "data_dir", "experiment_runs",
+           "experiments", "find_experiment", "grid", "parse_param", "path_param", "run_dir",
+           "run_params", "run_pattern", "teacher_of", "validate_config"]
 
 NO_PARAM = "none"
 RUN_PATTERN = "{root}/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
@@ -137,9 +142,23 @@ def grid(config: Mapping[str, Any]) -> list[Run]:
     return [r for exp in experiments(config) for r in experiment_runs(exp, config["seeds"])]
 
 
+# Inputs each architecture of selfdistill.models.MODELS takes, by the spatial dimensions of
+# one example (1: signals [C, L]; 2: images [C, H, W]). Kept here, light, so the config is
+# checked at parse time without importing torch; tests/workflow/test_validate.py builds
+# every registered model on both kinds of input and checks this table against them.
+ARCH_SPATIAL_DIMS: dict[str, tuple[int, ...]] = {
+    "mlp": (1, 2), "cnn1d": (1,), "cnn_digits": (2,), "resnet18": (2,), "resnet34": (2,),
+    "densenet_bc100": (2,)}
+_INPUT_KIND = {1: "signals [C, L]", 2: "images [C, H, W]"}
+
+
 def validate_config(config: Mapping[str, Any]) -> None:
-    """Cross-key checks the JSON schema cannot express; errors name the key and the fix."""
-    seen = set()
+    """Cross-key checks the JSON schema cannot express, run before any job: each experiment
+    block, each dataset block it uses (:func:`selfdistill.sources.validate_dataset`) and the
+    fit of its architecture to that dataset's inputs. Errors name the key and the fix."""
+    from .sources import validate_dataset
+
+    seen: set[tuple[str, str]] = set()
     for i, exp in enumerate(experiments(config)):
         where = f"experiments[{i}] ({exp['dataset']}/{exp['arch']})"
         if exp["dataset"] not in config["datasets"]:
@@ -148,20 +167,126 @@ def validate_config(config: Mapping[str, Any]) -> None:
         if (exp["dataset"], exp["arch"]) in seen:
             raise ValueError(f"{where}: duplicate dataset x arch block; merge the two blocks.")
         seen.add((exp["dataset"], exp["arch"]))
-        tr = exp["train"]
-        bad = [m for m in tr["milestones"] if m > tr["epochs"]]
-        if bad:
-            raise ValueError(f"{where}: train.milestones {bad} exceed train.epochs="
-                             f"{tr['epochs']}; lower them or raise epochs.")
-        for m in SWEPT:
-            key, want = m.sweep_key, config["compare"][m.sweep_key]
-            if not any(abs(float(v) - float(want)) < 1e-12 for v in exp["sweeps"][key]):
-                raise ValueError(f"{where}: compare.{key}={want} is not in sweeps.{key}="
-                                 f"{exp['sweeps'][key]}; E3/E4 compare {m.name} at that value, "
-                                 f"so add it to the sweep or change compare.{key}.")
-        if config["compare"]["sd_gen"] > exp["generations"]:
-            raise ValueError(f"{where}: compare.sd_gen={config['compare']['sd_gen']} > "
-                             f"generations={exp['generations']}; lower compare.sd_gen.")
+        _check_experiment(config, i, exp, where)
+    for name in sorted({d for d, _ in seen}):
+        validate_dataset(name, config["datasets"][name])
+    for i, exp in enumerate(experiments(config)):
+        _check_inputs(config, exp, f"experiments[{i}] ({exp['dataset']}/{exp['arch']})")
+
+
+def _check_experiment(config: Mapping[str, Any], i: int, exp: Mapping[str, Any],
+                      where: str) -> None:
+    """One experiment block: milestones within epochs, every compare point swept, and the
+    SD generation that E3/E4 compare (SPEC §5) trained."""
+    tr = exp["train"]
+    bad = [m for m in tr["milestones"] if m > tr["epochs"]]
+    if bad:
+        raise ValueError(f"{where}: train.milestones {bad} exceed train.epochs="
+                         f"{tr['epochs']}; lower them or raise epochs.")
+    for m in SWEPT:
+        key, want = m.sweep_key, config["compare"][m.sweep_key]
+        if not any(abs(float(v) - float(want)) < 1e-12 for v in exp["sweeps"][key]):
+            raise ValueError(f"{where}: compare.{key}={want} is not in sweeps.{key}="
+                             f"{exp['sweeps'][key]}; E3/E4 compare {m.name} at that value, "
+                             f"so add it to the sweep or change compare.{key}.")
+    gens, sd_gen = exp["generations"], config["compare"]["sd_gen"]
+    if sd_gen > gens:
+        key = (f"experiments[{i}].generations" if "generations" in config["experiments"][i]
+               else "generations")
+        trains = (f"SD generations 1..{gens} only" if gens else
+                  "no SD network (only the CE generation 0)")
+        fix = (f"raise {key} to {sd_gen} or lower compare.sd_gen to at most {gens}" if gens
+               else f"set {key} to {sd_gen} or more (SPEC §5 E1 uses 4)")
+        raise ValueError(f"{where}: {key}={gens} trains {trains}, but E3/E4 and the claims "
+                         f"check compare SD generation compare.sd_gen={sd_gen} (SPEC §5); "
+                         f"{fix}.")
+
+
+def _check_inputs(config: Mapping[str, Any], exp: Mapping[str, Any], where: str) -> None:
+    """The architecture takes the kind of input the dataset's source gives (signals or
+    images), decided from the source registry and ARCH_SPATIAL_DIMS without any data."""
+    from .sources import SOURCES
+
+    source = SOURCES[config["datasets"][exp["dataset"]]["source"]]
+    takes = ARCH_SPATIAL_DIMS.get(exp["arch"])
+    if takes is None or source.spatial_dims in takes:
+        return
+    fits = [a for a, dims in ARCH_SPATIAL_DIMS.items() if source.spatial_dims in dims]
+    other = "a signal" if source.spatial_dims == 2 else "an image"
+    raise ValueError(f"{where}: arch {exp['arch']} takes {_INPUT_KIND[takes[0]]}, but dataset "
+                     f"{exp['dataset']} (source {source.name}) gives "
+                     f"{_INPUT_KIND[source.spatial_dims]}; set this block's arch to one of "
+                     f"{', '.join(fits)}, or its dataset to {other} dataset.")
+
+
+# --------------------------------------------------------------------------- text values
+
+# YAML 1.1 (PyYAML) reads 1e6 and 1.0e6 as text (a float needs a dot and a signed exponent),
+# and Snakemake parses nested --config values with YAML's base loader: every scalar is text.
+_INT = re.compile(r"[-+]?\d[\d_]*")
+_FLOAT = re.compile(r"[-+]?(\d[\d_]*(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+def coerce_config(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Turn numbers and booleans that arrive as text into their types, in place, wherever
+    the JSON ``schema`` wants a number, integer or boolean (``weight_decay: 1e-4``, or
+    ``--config train={epochs: 2}`` whose 2 arrives as '2'), so the schema then checks values.
+
+    Text where the schema wants a mapping or list (a ``--config`` value YAML could not read)
+    or text that is no number/boolean where one is wanted raises ValueError naming the key
+    and the fix.
+    """
+    _coerce(config, schema, schema, "")
+
+
+def _coerce(value: Any, node: Mapping[str, Any], root: Mapping[str, Any], key: str) -> Any:
+    """``value`` with text converted where ``node`` (a schema node) wants another type."""
+    if "$ref" in node:
+        node = root["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(value, str) and types and "string" not in types:
+        return _from_text(value, types, key)
+    if isinstance(value, dict):
+        props, extra = node.get("properties", {}), node.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                value[k] = _coerce(v, sub, root, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list) and isinstance(node.get("items"), Mapping):
+        value[:] = [_coerce(v, node["items"], root, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _from_text(text: str, types: list[str], key: str) -> Any:
+    """The number or boolean ``text`` spells (for schema ``types``), or ValueError."""
+    t = text.strip()
+    if "integer" in types and _INT.fullmatch(t):
+        return int(t.replace("_", ""))
+    if ("integer" in types or "number" in types) and _FLOAT.fullmatch(t):
+        number = float(t.replace("_", ""))
+        if "number" in types:
+            return int(number) if _INT.fullmatch(t) else number
+        if number.is_integer():
+            return int(number)
+    if "boolean" in types and t.lower() in _BOOLS:
+        return _BOOLS[t.lower()]
+    if "null" in types and t in ("null", "~", ""):
+        return None
+    if "object" in types or "array" in types:
+        kind, example = ("a mapping", "{epochs: 2}") if "object" in types else ("a list", "[0, 1]")
+        top = key.split(".")[0].split("[")[0]
+        raise ValueError(
+            f"config key {key}: expected {kind}, got the text {text!r}. A --config value is "
+            f"read as YAML, and this one does not read as {kind} ({top}={example} would). "
+            f"Easiest: write the keys to a YAML file (e.g. my.yaml with `{top}: {example}`) "
+            f"and add it after the default: --configfile config/config.yaml my.yaml")
+    wanted = " or ".join({"integer": "a whole number", "number": "a number",
+                          "boolean": "true or false", "null": "null"}.get(t_, t_)
+                         for t_ in types)
+    raise ValueError(f"config key {key}: expected {wanted}, got the text {text!r}; write "
+                     f"{wanted} (numbers such as 1e-4 or 1.0e6 are fine).")
 
 
 def data_dir(dataset: str, root: str = "results") -> str:
@@ -178,8 +303,14 @@ def find_experiment(config: Mapping[str, Any], dataset: str, arch: str) -> dict[
 def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> dict[str, Any]:
     """Plain-dict description of one run, handed by the rules to ``selfdistill.run``.
 
-    It carries only the run's own method block ``methods.<method>`` (its keyword options),
-    so a run does not depend on another method's settings.
+    Exactly what the network's numbers depend on, so that as a training rule's ``params``
+    (a Snakemake rerun trigger) it reruns a network only when the network would come out
+    different: the SPEC §2 recipe, its data, seed and teacher, its own method block
+    ``methods.<method>`` (not another method's settings), device, kernel switches and
+    ``execution.threads`` (CPU kernels split their sums by thread count, so another count
+    changes the bits). Not in it: scheduling (``resources``: runtime, mem_mb,
+    checkpoint_every), other methods' blocks, and the config for provenance (the wrappers
+    pass ``snakemake.config``).
     """
     exp = find_experiment(config, run.dataset, run.arch)
     ds = config["datasets"][run.dataset]
@@ -188,8 +319,8 @@ def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> di
     options = dict(config["methods"].get(run.method) or {})
     train = {**exp["train"], "seed": run.seed, "augment": ds.get("augment", "none"),
              "augment_padding": ds.get("augment_padding", 4),
-             "checkpoint_every": ex["checkpoint_every"], "channels_last": ex["channels_last"],
-             "bf16": ex["bf16"], "compile": ex["compile"], "deterministic": ex["deterministic"]}
+             "channels_last": ex["channels_last"], "bf16": ex["bf16"], "compile": ex["compile"],
+             "deterministic": ex["deterministic"]}
     return {
         "dataset": run.dataset, "dataset_dir": data_dir(run.dataset, root), "arch": run.arch,
         "method": run.method, "param": parse_param(run.param), "seed": run.seed, "gen": run.gen,
@@ -197,6 +328,4 @@ def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> di
         "teacher": f"{run_dir(teacher, root)}/model.pt" if teacher else None,
         "train": train, "options": options, "device": ex["device"],
         "threads": ex["threads"],
-        "config": {"experiment": exp, "dataset": ds, "methods": {run.method: options},
-                   "execution": ex},
     }

@@ -10,6 +10,9 @@ This is the single code path behind the Snakemake training rules and the
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success.
+:func:`train_bundle` also keeps each finished network's outputs as hard links
+``.finished-<name>`` beside them, so a network survives Snakemake deleting the outputs of a
+bundle job it runs again (see there).
 ``run.json`` records ``model_sha256``, the hash of ``model.pt`` as written: a teacher is
 loaded only if its bytes still match it (:func:`selfdistill.checkpoint.verify_model`).
 """
@@ -17,6 +20,8 @@ loaded only if its bytes still match it (:func:`selfdistill.checkpoint.verify_mo
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,10 +31,18 @@ from typing import Any
 import torch
 
 from .augment import InputPipeline, build_input_pipeline
-from .checkpoint import CheckpointError, ResumeIdentity, load_model, recorded_sha256
+from .checkpoint import CheckpointError, ResumeIdentity, load_model, recorded_sha256, verify_model
 from .data import SPLITS, load_manifest, load_split
 from .grid import csv_param
-from .io import ensure_writable_dir, sha256_file, write_csv, write_json, write_npz, write_torch
+from .io import (
+    ensure_writable_dir,
+    read_json,
+    sha256_file,
+    write_csv,
+    write_json,
+    write_npz,
+    write_torch,
+)
 from .methods import get_method
 from .models import build_model
 from .objectives import Objective
@@ -171,34 +184,112 @@ def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
                                 meta.get("input_size"))
 
 
+# Not part of a network's identity: where it is written, the config kept for provenance,
+# and when resume files are written (scheduling: the same epochs give the same bits).
+_NOT_IDENTITY = ("config", "out_dir")
+_NOT_IDENTITY_TRAIN = ("checkpoint_every",)
+
+
 def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
-    payload = {"spec": {k: v for k, v in asdict(spec).items() if k not in ("config", "out_dir",
-                                                                          "threads")},
-               "data": manifest["sha256"],
+    """sha256 of what the network's numbers depend on: the spec (recipe, method and its own
+    options, seed, device, kernel switches, ``threads``: CPU kernels split their sums by
+    thread count, so another count changes the bits), the data files' sha256 and the
+    teacher's (SPEC §3.4). A resume file or kept outputs are reused only under the same one."""
+    ident = {k: v for k, v in asdict(spec).items() if k not in _NOT_IDENTITY}
+    ident["train"] = {k: v for k, v in ident["train"].items() if k not in _NOT_IDENTITY_TRAIN}
+    payload = {"spec": ident, "data": manifest["sha256"],
                "teacher": sha256_file(spec.teacher) if spec.teacher else None}
     return fingerprint(payload)
 
 
-def spec_from_params(params: Mapping[str, Any]) -> RunSpec:
-    """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`."""
+def spec_from_params(params: Mapping[str, Any], checkpoint_every: int = 1,
+                     config: Mapping[str, Any] | None = None) -> RunSpec:
+    """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`,
+    with the resume-file cadence (the rule's ``resources.checkpoint_every``) and the config
+    kept for provenance only (``snakemake.config``): neither is part of the identity."""
     p = dict(params)
     train = dict(p.pop("train"))
     train["milestones"] = tuple(train["milestones"])
+    train["checkpoint_every"] = int(checkpoint_every)
     options = get_method(p["method"]).resolve(p.pop("options"))
-    return RunSpec(train=TrainConfig(**train), options=options, **p)
+    return RunSpec(train=TrainConfig(**train), options=options, config=dict(config or {}), **p)
+
+
+KEPT_PREFIX = ".finished-"  # train_bundle's hard links to a finished network's outputs
 
 
 def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
-    """Train several runs in one process, in the given (DAG) order.
+    """Train several runs in one process, in the given (DAG) order, never losing one that
+    is finished.
 
-    Each run keeps its final resume file until the whole bundle is done, so that if the
-    bundle fails and Snakemake removes its outputs, a rerun rebuilds finished runs from
-    their saved final state (evaluation only) instead of training them again.
+    Snakemake deletes a job's outputs before it runs the job again (after a failure, a
+    kill, or a changed param of one of its runs), so each network's outputs are also kept
+    as hard links ``.finished-<name>`` beside them once it is done. A network whose kept
+    ``run.json`` carries the current :func:`run_fingerprint` and whose kept ``model.pt``
+    matches that record's ``model_sha256`` (:func:`selfdistill.checkpoint.verify_model`) is
+    put back without training; the others are trained, resuming where a resume file fits.
     """
-    records = [train_run(spec, keep_resume=True) for spec in specs]
-    for spec in specs:
-        (Path(spec.out_dir) / "resume.pt").unlink(missing_ok=True)
+    records = []
+    for i, spec in enumerate(specs, 1):
+        where = f"{spec.describe()} network {i} of {len(specs)}"
+        record = _restore_finished(spec)
+        if record is not None:
+            log.info("%s: finished earlier with this fingerprint, model.pt verified: kept, "
+                     "not trained", where)
+        else:
+            log.info("%s: training", where)
+            record = train_run(spec, keep_resume=True)  # resume.pt: until its outputs are kept
+            _keep_finished(spec)
+            (Path(spec.out_dir) / "resume.pt").unlink(missing_ok=True)
+        records.append(record)
     return records
+
+
+def _kept(spec: RunSpec) -> dict[str, Path]:
+    return {name: Path(spec.out_dir) / f"{KEPT_PREFIX}{name}" for name in OUTPUT_FILES}
+
+
+def _keep_finished(spec: RunSpec) -> None:
+    """Hard-link the run's outputs to their kept names, ``run.json`` last (it marks them whole)."""
+    for name, kept in _kept(spec).items():
+        _link(Path(spec.out_dir) / name, kept)
+
+
+def _restore_finished(spec: RunSpec) -> dict[str, Any] | None:
+    """Put a finished network's kept outputs back in place and return its record; None (and
+    nothing changed) when they are missing, from another fingerprint or fail verification."""
+    kept = _kept(spec)
+    if not all(p.is_file() for p in kept.values()):
+        return None
+    try:
+        record = read_json(kept["run.json"])
+        if not (spec.teacher is None or Path(spec.teacher).is_file()):
+            return None  # train_run names the missing teacher
+        if record.get("fingerprint") != run_fingerprint(spec, load_manifest(spec.dataset_dir)):
+            log.info("%s: kept outputs are of another config or inputs: training again",
+                     spec.describe())
+            return None
+        verify_model(kept["model.pt"], record["model_sha256"])
+    except (OSError, ValueError, KeyError, CheckpointError) as err:
+        log.warning("%s: kept outputs unusable (%s): training again", spec.describe(), err)
+        return None
+    for name, path in kept.items():  # run.json last
+        _link(path, Path(spec.out_dir) / name)
+    return record
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Make ``dst`` the file ``src`` (a hard link; a copy where the file system has none),
+    replacing ``dst`` atomically through a temporary name of :func:`atomic_path`'s form."""
+    if dst.exists() and os.path.samefile(src, dst):
+        return  # already that file (a rename onto its own link would leave tmp behind)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
 
 
 def _nan_causes(spec: RunSpec, lr: float) -> str:

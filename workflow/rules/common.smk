@@ -2,8 +2,11 @@
 # Python helper of the workflow lives here; the other .smk files hold rules only.
 import os
 import sys
+import time
 
+import yaml
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import ExecMode
 
 # A fresh clone runs without installing the package: jobs import it from src/.
 _SRC = Path(workflow.basedir) / "src"
@@ -14,10 +17,41 @@ if _SRC.is_dir():
 
 from selfdistill import download as D
 from selfdistill import grid as G
+from selfdistill import workdir as W
 from selfdistill.methods import METHODS
 
-validate(config, schema="../schemas/config.schema.yaml")
+STARTED = time.time()  # temporary files older than this are orphans of killed writes
+
+# The whole config is checked before any job: numbers/booleans that arrive as text (YAML's
+# 1e6, nested --config values) converted where the schema wants them, then the schema, then
+# the cross-key checks (every dataset block used, dataset/arch fit, compare points).
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+G.coerce_config(config, yaml.safe_load(SCHEMA.read_text()))
+validate(config, schema=str(SCHEMA))
 G.validate_config(config)
+
+# A killed run leaves Snakemake's lock behind: remove it here when provably stale (its
+# recorded holder ran on this host and is gone, no Snakemake process runs in this
+# directory), else say in one line what to do. Not in the jobs that a cluster run starts.
+if workflow.exec_mode == ExecMode.DEFAULT and "--unlock" not in sys.argv:
+    _note = W.clear_stale_lock(Path.cwd())
+    if _note:
+        print(_note, file=sys.stderr)
+
+
+onstart:
+    # runs once Snakemake holds the lock: name its holder, drop orphan temp files
+    W.record_holder(Path.cwd())
+    W.remove_orphan_temp_files(["results", "figures"], before=STARTED)
+
+
+onsuccess:
+    W.release_holder(Path.cwd())
+
+
+onerror:
+    W.release_holder(Path.cwd())
+
 
 RUNS = G.grid(config)
 RUN_OF = {G.run_dir(r): r for r in RUNS}
@@ -124,6 +158,12 @@ def train_runtime(wildcards, attempt):
     """Minutes per network (experiment resources.runtime), x attempt on retries."""
     exp = G.find_experiment(config, wildcards.dataset, wildcards.arch)
     return exp["resources"]["runtime"] * attempt
+
+
+def train_checkpoint_every(wildcards):
+    """Epochs between resume files (experiment resources.checkpoint_every): scheduling."""
+    exp = G.find_experiment(config, wildcards.dataset, wildcards.arch)
+    return exp["resources"]["checkpoint_every"]
 
 
 def bundle_mem_mb(exp):

@@ -2,6 +2,11 @@
 # one job per (dataset, arch, seed) that trains that seed's runs in DAG order (bundle: seed,
 # rules train_bundle_<dataset>_<arch>), or two per seed (bundle: chain): the CE -> SD chain
 # (train_chain_*) and the LS/ER/BS baselines (train_baselines_*). Paths: common.smk.
+# params hold exactly what a network's numbers depend on (grid.run_params): a change there
+# retrains; resources (gpu, mem_mb, runtime, checkpoint_every) only schedule, and the
+# wrappers take the config for provenance from snakemake.config, so neither reruns a job.
+# A bundle job that runs again trains only the networks without kept finished outputs
+# (run.train_bundle).
 
 if BUNDLE == "none":
 
@@ -21,6 +26,7 @@ if BUNDLE == "none":
             gpu=train_gpu,
             mem_mb=train_mem_mb,
             runtime=train_runtime,
+            checkpoint_every=train_checkpoint_every,
         log:
             run_log("logs/train", "log"),
         benchmark:
@@ -51,6 +57,7 @@ else:
                     gpu=_exp["resources"]["gpu"],
                     mem_mb=bundle_mem_mb(_exp),
                     runtime=bundle_runtime(_exp, _part),
+                    checkpoint_every=_exp["resources"]["checkpoint_every"],
                 log:
                     f"logs/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
                 benchmark:

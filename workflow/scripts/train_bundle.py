@@ -3,4 +3,6 @@ from selfdistill.logs import to_rule_log
 from selfdistill.run import spec_from_params, train_bundle
 
 to_rule_log(snakemake.log[0])
-train_bundle([spec_from_params(p) for p in snakemake.params.specs])
+# params: the networks' identities (a rerun trigger); resources: scheduling; config: provenance
+train_bundle([spec_from_params(p, snakemake.resources.checkpoint_every, snakemake.config)
+              for p in snakemake.params.specs])

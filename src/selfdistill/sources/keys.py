@@ -163,6 +163,7 @@ class Source:
     pool_keys: tuple[str, ...] = ()  # the keys the pool size depends on (for messages)
     checks: tuple[Check, ...] = ()
     files: tuple[str, ...] = ()  # archive names (for ``{file: digest}`` mappings)
+    spatial_dims: int = 2  # inputs it gives: 1 signals [C, L], 2 images [C, H, W]
 
     def resolve(self, name: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """The block's values in their types, defaults filled in; ValueError listing every

@@ -106,4 +106,4 @@ MNIST1D = Source(
         **COMMON,
         "augment": augment_key("shift1d"),
     },
-    train_pool=_train_size, pool_keys=("num_samples", "train_fraction"))
+    train_pool=_train_size, pool_keys=("num_samples", "train_fraction"), spatial_dims=1)
