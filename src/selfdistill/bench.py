@@ -11,11 +11,19 @@ and ``{out}/summary.md``. The data-path suite includes the same step with no dat
 whose ratio to the DataLoader is the ceiling for any data path. Our step is fit's own
 :func:`selfdistill.train.train_step`; that its losses are the SPEC §3 formulas is a unit
 test (``tests/unit/test_faithfulness.py``). ``--from-run`` is :mod:`selfdistill.runlog`.
+
+On CUDA the GPU suites follow: ResNet-34's share of the bf16 peak, and the precision suite
+(:func:`precision_trajectories`): the three ``execution.precision`` modes train the same
+network from the same initialisation on the same batches, with their loss-trajectory
+agreement against fp32 and their throughput (``gpu_precision.csv``, per step
+``gpu_precision_steps.csv``). On the CPU all three modes are plain fp32, so they agree
+exactly there (a unit test).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -35,7 +43,7 @@ from .methods import get_method
 from .models import build_model
 from .objectives import Objective
 from .runlog import write_run_shares
-from .train import TrainConfig, derive_seed, forward_views, train_step
+from .train import PRECISIONS, TrainConfig, derive_seed, forward_views, set_precision, train_step
 
 Step = Callable[[], int]  # runs a fixed amount of work, returns examples processed
 
@@ -105,7 +113,9 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
     fit's own :func:`~selfdistill.train.train_step`.
 
     ``fast`` adds the device switches of the pipeline (channels_last for images, bf16
-    autocast on CUDA); without it only the data path differs from :func:`authors_step`.
+    autocast on CUDA: ``precision`` bf16 in :func:`~selfdistill.train.train_step`; the
+    process-wide kernel switches are left as they are); without it only the data path
+    differs from :func:`authors_step`.
     """
     dev = torch.device(device)
     x, y, k = synthetic(kind, steps * batch)
@@ -119,9 +129,10 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
     if channels_last:
         model.to(memory_format=torch.channels_last)
     cached = pipe.deterministic_train  # as in fit: e.g. the SD teacher's logits, once
+    precision = "bf16" if fast else "fp32"
     if cached:
         view_cfg = TrainConfig(epochs=1, milestones=(), seed=0, batch_size=batch,
-                               channels_last=channels_last, bf16=fast)
+                               channels_last=channels_last, precision=precision)
         obj.precompute(lambda net: forward_views(net, x, pipe, view_cfg, dev))
 
     def run() -> int:
@@ -134,7 +145,7 @@ def our_step(kind: str, arch: str, steps: int, objective: str = "ce",
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             loss, _ = train_step(model, obj, opt, xb, y.index_select(0, idx),
-                                 idx if cached else None, bf16=fast)
+                                 idx if cached else None, precision=precision)
             acc += loss
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -265,6 +276,113 @@ def gpu_peak_fraction(steps: int, rounds: int) -> dict[str, Any]:
     fpi = flops_per_image("resnet34", (3, 32, 32), 10, device="cuda")
     return {"device": name, "images_per_s": ips, "flops_per_image": fpi,
             "bf16_peak_flops": peak, "fraction_of_peak": fpi * ips / peak if peak else None}
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def precision_batches(kind: str, steps: int, batch: int,
+                      device: torch.device) -> tuple[list[tuple[Tensor, Tensor]], int]:
+    """``steps`` training batches (augmented training views [b, ...], labels [b]), drawn
+    once, so every precision mode trains on the very same inputs; and the class count."""
+    x, y, k = synthetic(kind, steps * batch)
+    x, y = x.to(device), y.to(device)
+    pipe, gen = our_pipeline(kind), torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(y), generator=gen).to(device)
+    views = []
+    for idx in perm.split(batch):
+        xb = pipe.train(x.index_select(0, idx), gen)
+        if xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        views.append((xb, y.index_select(0, idx)))
+    return views, k
+
+
+def trajectory(init: nn.Module, objective: Objective, batches: list[tuple[Tensor, Tensor]],
+               precision: str, warmup: int = 2) -> tuple[list[float], float]:
+    """A copy of ``init`` trained by fit's :func:`~selfdistill.train.train_step` on
+    ``batches`` in ``precision`` (its kernel switches set first): the loss of every step,
+    and the seconds of the steps after the first ``warmup`` (for throughput)."""
+    device = batches[0][0].device
+    set_precision(precision, device)
+    model = copy.deepcopy(init)
+    opt = _sgd(model)
+    losses, t0 = [], time.perf_counter()
+    for step, (xb, yb) in enumerate(batches):
+        if step == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        losses.append(train_step(model, objective, opt, xb, yb, None, precision)[0])
+    _sync(device)
+    return torch.stack(losses).double().cpu().tolist(), time.perf_counter() - t0
+
+
+def precision_trajectories(kind: str, arch: str, steps: int, objective: str = "sd",
+                           batch: int = 128, device: str = "cpu", warmup: int = 2,
+                           modes: tuple[str, ...] = PRECISIONS) -> dict[str, dict[str, Any]]:
+    """Per ``execution.precision`` mode: the same network (same initialisation) trained on
+    the same batches with the same objective (SD: the same teacher, run outside autocast,
+    SPEC §3.4). Returns ``{mode: {"losses": [...], "seconds": s, "images": n}}``, ``images``
+    the examples of the timed steps. PyTorch's default switches (tf32's) are restored."""
+    if steps <= warmup:
+        raise ValueError(f"steps={steps} must exceed warmup={warmup} (steps are timed after it)")
+    dev = torch.device(device)
+    batches, k = precision_batches(kind, steps, batch, dev)
+    shape = tuple(batches[0][0].shape[1:])
+    torch.manual_seed(0)
+    init = build_model(arch, k, shape).to(dev)
+    if len(shape) == 3:
+        init.to(memory_format=torch.channels_last)
+    out = {}
+    try:
+        for mode in modes:
+            losses, seconds = trajectory(init, _objective(objective, arch, k, shape, dev),
+                                         batches, mode, warmup)
+            n = sum(len(yb) for _, yb in batches[warmup:])
+            out[mode] = {"losses": losses, "seconds": seconds, "images": n}
+    finally:
+        set_precision("tf32", dev)
+    return out
+
+
+def precision_agreement(trajectories: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per mode against fp32: the largest per-step |loss - fp32 loss|, the
+    final step's difference, and images/s (also as a multiple of fp32's)."""
+    ref = trajectories["fp32"]
+    rows = []
+    for mode, t in trajectories.items():
+        diffs = [a - b for a, b in zip(t["losses"], ref["losses"], strict=True)]
+        ips = t["images"] / t["seconds"]
+        rows.append({"precision": mode, "steps": len(diffs),
+                     "max_abs_loss_diff": max(abs(d) for d in diffs),
+                     "final_loss_diff": diffs[-1], "final_loss": t["losses"][-1],
+                     "images_per_s": ips,
+                     "speedup_vs_fp32": ips / (ref["images"] / ref["seconds"])})
+    return rows
+
+
+def gpu_precision(out: Path, steps: int) -> list[str]:
+    """The precision suite on CUDA: ResNet-34, CIFAR-shaped batches of 128, SD (teacher on
+    every augmented batch); writes ``gpu_precision.csv`` and ``gpu_precision_steps.csv``
+    under ``out``, returns summary.md lines."""
+    traj = precision_trajectories("cifar", "resnet34", steps, "sd", device="cuda")
+    rows = precision_agreement(traj)
+    write_csv(out / "gpu_precision.csv", rows)
+    write_csv(out / "gpu_precision_steps.csv",
+              [{"step": i + 1, **{m: t["losses"][i] for m, t in traj.items()}}
+               for i in range(steps)])
+    md = ["", f"Precision modes, ResNet-34 SD, batch 128, {steps} steps from one "
+          f"initialisation on the same batches (loss vs fp32):", "",
+          "| precision | max abs loss diff | final-step diff | images/s | x fp32 |",
+          "|---|---|---|---|---|"]
+    md += [f"| {r['precision']} | {r['max_abs_loss_diff']:.2e} | {r['final_loss_diff']:+.2e} "
+           f"| {r['images_per_s']:.0f} | {r['speedup_vs_fp32']:.2f} |" for r in rows]
+    return md
 
 
 def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
@@ -418,8 +536,11 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> None:
         md += ["", f"ResNet-34 bs128 bf16 channels_last on {g['device']}: "
                f"{g['images_per_s']:.0f} images/s × {g['flops_per_image'] / 1e9:.2f} GFLOP "
                f"per image = {frac} of the dense bf16 peak."]
+        md += gpu_precision(out, max(steps, 50))
     elif not cuda:
-        md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device)."]
+        md += ["", "GPU fraction of bf16 peak: not measured here (no CUDA device).",
+               "Precision modes (fp32, tf32, bf16): not compared here (no CUDA device; on "
+               "the CPU all three are plain fp32)."]
     md.append("")
     write_text(out / "summary.md", "\n".join(md) + "\n")
     print("\n".join(md))
@@ -432,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=40, help="optimiser steps per timed epoch")
     p.add_argument("--small", action="store_true", help="CI scale: small models only")
+    p.add_argument("--precision-only", action="store_true",
+                   help="only the precision suite (fp32/tf32/bf16 on CUDA)")
     p.add_argument("--from-run", default=None, help="a finished workdir: report time shares")
     p.add_argument("--wall", type=float, default=None, help="wall seconds of that run")
     p.add_argument("--cores", type=int, default=2, help="--cores of that run")
@@ -439,6 +562,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_run:  # the run-log analysis (selfdistill.runlog)
         share = write_run_shares(Path(args.from_run), Path(args.out), args.cores, args.wall)
         print(json.dumps(share, indent=2))
+        return 0
+    if args.precision_only:
+        if not torch.cuda.is_available():
+            print("--precision-only needs CUDA: on the CPU all three modes are plain fp32",
+                  file=sys.stderr)
+            return 1
+        print("\n".join(gpu_precision(Path(args.out), max(args.steps, 50))))
         return 0
     run_benchmark(Path(args.out), args.rounds, args.steps, args.small)
     return 0

@@ -176,7 +176,7 @@ def package_version() -> str:
 # Where each TrainConfig field lives in config/config.yaml: the dataset block (augmentation)
 # or the execution block; every other field is the train block (SPEC §2 recipe).
 DATASET_FIELDS = ("augment", "augment_padding")
-EXECUTION_FIELDS = ("deterministic", "checkpoint_every", "channels_last", "bf16", "precision",
+EXECUTION_FIELDS = ("deterministic", "checkpoint_every", "channels_last", "precision",
                     "compile", "eval_batch_size")
 _FIELD_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
     "epochs": ("training epochs (SPEC §2)", {"low": 1}),
@@ -193,7 +193,8 @@ _FIELD_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
     "eval_batch_size": ("batch size of evaluation passes", {"low": 1}),
     "checkpoint_every": ("epochs between resume checkpoints", {"low": 1}),
     "channels_last": ("channels_last memory format (2D models)", {}),
-    "bf16": ("bf16 autocast on CUDA (ignored on CPU)", {}),
+    "precision": ("arithmetic on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; plain fp32 "
+                  "on CPU (SPEC §2)", {}),
     "compile": ("torch.compile the trained network", {}),
     "deterministic": ("deterministic kernels (bit-identical on CPU)", {}),
     "device": ("auto: CUDA when available, else CPU; or cpu, cuda, cuda:N", {}),
@@ -207,6 +208,8 @@ def _field_key(f: Field) -> Key:
     doc, bounds = _FIELD_DOCS.get(f.name, (f"TrainConfig.{f.name}", {}))
     if f.name == "augment":
         return Key("choice", doc, default=f.default, choices=_names("augment", "AUGMENTATIONS"))
+    if f.name == "precision":
+        return Key("choice", doc, default=f.default, choices=_names("train", "PRECISIONS"))
     kind = {"int": "int", "float": "float", "bool": "bool"}.get(f.kind, "text")
     return Key(kind, doc, default=f.default, **bounds)
 
@@ -722,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log every epoch (default: off)")
+                        help="INFO log lines on stderr (each epoch's line goes to stdout "
+                             "either way; default: off)")
     sub = parser.add_subparsers(dest="command", required=True)
     _prepare_parser(sub)
     _train_parser(sub)
@@ -756,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"selfdistill {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except (RuntimeError, ValueError, KeyError, PermissionError, FloatingPointError) as err:
+    except (RuntimeError, ValueError, KeyError, OSError, FloatingPointError) as err:
         print(f"selfdistill: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -306,11 +306,13 @@ def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> di
     Exactly what the network's numbers depend on, so that as a training rule's ``params``
     (a Snakemake rerun trigger) it reruns a network only when the network would come out
     different: the SPEC §2 recipe, its data, seed and teacher, its own method block
-    ``methods.<method>`` (not another method's settings), device, kernel switches and
+    ``methods.<method>`` (not another method's settings), device, kernel switches (with
+    ``execution.precision``: fp32, tf32 or bf16 change a GPU run's numbers) and
     ``execution.threads`` (CPU kernels split their sums by thread count, so another count
-    changes the bits). Not in it: scheduling (``resources``: runtime, mem_mb,
-    checkpoint_every), other methods' blocks, and the config for provenance (the wrappers
-    pass ``snakemake.config``).
+    changes the bits). Not in it: scheduling (``resources``: gpu, runtime, mem_mb,
+    checkpoint_every; the wrappers pass gpu and checkpoint_every to
+    :func:`selfdistill.run.spec_from_params`), other methods' blocks, and the config for
+    provenance (the wrappers pass ``snakemake.config``).
     """
     exp = find_experiment(config, run.dataset, run.arch)
     ds = config["datasets"][run.dataset]
@@ -319,8 +321,8 @@ def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> di
     options = dict(config["methods"].get(run.method) or {})
     train = {**exp["train"], "seed": run.seed, "augment": ds.get("augment", "none"),
              "augment_padding": ds.get("augment_padding", 4),
-             "channels_last": ex["channels_last"], "bf16": ex["bf16"], "compile": ex["compile"],
-             "deterministic": ex["deterministic"]}
+             "channels_last": ex["channels_last"], "precision": ex["precision"],
+             "compile": ex["compile"], "deterministic": ex["deterministic"]}
     return {
         "dataset": run.dataset, "dataset_dir": data_dir(run.dataset, root), "arch": run.arch,
         "method": run.method, "param": parse_param(run.param), "seed": run.seed, "gen": run.gen,

@@ -2,8 +2,10 @@
 
 An objective turns the student's logits on an augmented batch into a loss; SD holds the
 frozen teacher (eval mode, same augmented batch, SPEC §3.4) and BS the EMA ranking
-network and its seeded Beta(a, 1) sampler (SPEC §3.5). The loss formulas themselves live
-in :mod:`selfdistill.losses`; a constructor passes its keyword options through to its loss,
+network and its seeded Beta(a, 1) sampler (SPEC §3.5). The teacher and the ranking
+network always run outside autocast (:func:`full_precision`): their logits are fp32 under
+every ``execution.precision``. The loss formulas themselves live in
+:mod:`selfdistill.losses`; a constructor passes its keyword options through to its loss,
 whose signature holds their defaults (SPEC §7). The registry that builds objectives is
 :mod:`selfdistill.methods`.
 """
@@ -20,7 +22,14 @@ from . import losses
 from .augment import host_to_device
 
 __all__ = ["BetaSmoothing", "CrossEntropy", "EntropyRegularization", "LabelSmoothing",
-           "Objective", "SelfDistillation"]
+           "Objective", "SelfDistillation", "full_precision"]
+
+
+def full_precision(x: Tensor) -> torch.autocast:
+    """Autocast off on ``x``'s device: a frozen network's forward inside the student's bf16
+    autocast region (``execution.precision: bf16``) gives fp32 logits, computed in fp32,
+    rather than bf16 logits cast back. A no-op where autocast is off (fp32, tf32, the CPU)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class Objective:
@@ -74,6 +83,9 @@ class EntropyRegularization(Objective):
 class SelfDistillation(Objective):
     """SD against a frozen teacher that sees the student's augmented batch (SPEC §3.4).
 
+    The teacher runs outside autocast (fp32 logits, so the soft targets q are fp32 under
+    ``execution.precision: bf16`` too), per step or once in :meth:`precompute`.
+
     ``loss_options`` (alpha, temperature, student_temperature, t_squared) go to
     :func:`losses.self_distillation`, which holds their defaults.
     """
@@ -89,8 +101,8 @@ class SelfDistillation(Objective):
         if self.table is not None and idx is not None:
             teacher_logits = self.table.index_select(0, idx)  # [n, K], same values
         else:
-            with torch.inference_mode():
-                teacher_logits = self.teacher(x)  # [n, K], BN running statistics
+            with torch.inference_mode(), full_precision(x):
+                teacher_logits = self.teacher(x)  # [n, K] fp32, BN running statistics
             teacher_logits = teacher_logits.clone()  # a normal tensor again
         return losses.self_distillation(logits, y, teacher_logits, **self.loss_options)
 
@@ -107,7 +119,8 @@ class BetaSmoothing(Objective):
     """BS with an EMA ranking network and a seeded Beta(a, 1) sampler (SPEC §3.5).
 
     Beta(a, 1) draws are U^(1/a) with U uniform on [0, 1) from ``generator`` (its CDF is
-    x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly.
+    x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly. The EMA
+    network runs outside autocast: the ranking uses fp32 probabilities in every precision.
     ``ema_cap`` caps the EMA decay (an option of the objective only: its default is here);
     ``loss_options`` (alpha) go to :func:`losses.beta_smoothing`, which holds its default.
     """
@@ -126,8 +139,8 @@ class BetaSmoothing(Objective):
         return host_to_device(u.pow(1.0 / self.a).float(), device)  # [n] ~ Beta(a, 1)
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
-        with torch.no_grad():
-            ranking_logits = self.ema(x)  # [n, K], train mode: batch statistics
+        with torch.no_grad(), full_precision(x):
+            ranking_logits = self.ema(x)  # [n, K] fp32, train mode: batch statistics
         b = self.sample(y.shape[0], logits.device)
         return losses.beta_smoothing(logits, y, ranking_logits, b, **self.loss_options)
 

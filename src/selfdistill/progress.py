@@ -74,17 +74,19 @@ def epoch_line(row: Mapping[str, Any], epochs: int, network: tuple[int, int] | N
 
 
 def progress_record(row: Mapping[str, Any], epochs: int, network: tuple[int, int] | None,
-                    seconds_per_epoch: float, now: float | None = None) -> dict[str, Any]:
-    """The content of ``progress.json`` after an epoch (what :func:`summarize` reads)."""
+                    seconds_per_epoch: float | None, now: float | None = None) -> dict[str, Any]:
+    """The content of ``progress.json`` after an epoch (what :func:`summarize` reads). At a
+    run's start ``row`` is ``{"epoch": 0}`` and ``seconds_per_epoch`` None: both unknown
+    values are written as null."""
     k, n = network if network is not None else (1, 1)
     return {"epoch": int(row["epoch"]), "epochs": int(epochs), "network": k, "networks": n,
-            "seconds_per_epoch": float(seconds_per_epoch),
-            "val_accuracy": float(row["val_accuracy"]),
+            "seconds_per_epoch": None if seconds_per_epoch is None else float(seconds_per_epoch),
+            "val_accuracy": float(row["val_accuracy"]) if "val_accuracy" in row else None,
             "updated_unix": round(time.time() if now is None else now, 3)}
 
 
 def write_progress(run_dir: str | Path, row: Mapping[str, Any], epochs: int,
-                   network: tuple[int, int] | None, seconds_per_epoch: float) -> None:
+                   network: tuple[int, int] | None, seconds_per_epoch: float | None) -> None:
     """Replace ``<run_dir>/progress.json`` atomically (readers never see half a file)."""
     write_json(Path(run_dir) / PROGRESS_FILE,
                progress_record(row, epochs, network, seconds_per_epoch))

@@ -4,12 +4,14 @@ This is the single code path behind the Snakemake training rules and the
 ``python -m selfdistill train`` CLI. Outputs of a run directory:
 
 - ``model.pt``: best-validation weights plus what is needed to rebuild the network;
-- ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time);
+- ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time),
+  rewritten after every epoch (:class:`EpochReport`);
 - ``preds.npz``: ``{split}_logits`` and ``{split}_targets`` for the un-augmented train, val
   and test splits (SPEC §4: every metric is recomputed from the logits);
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
-``resume.pt`` (not an output) holds the in-progress state and is deleted on success.
+``resume.pt`` (not an output) holds the in-progress state and is deleted on success;
+``progress.json`` (not an output) the latest epoch, for ``python -m selfdistill progress``.
 :func:`train_bundle` also keeps each finished network's outputs as hard links
 ``.finished-<name>`` beside them, so a network survives Snakemake deleting the outputs of a
 bundle job it runs again (see there).
@@ -23,7 +25,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ import torch
 from .augment import InputPipeline, build_input_pipeline
 from .checkpoint import CheckpointError, ResumeIdentity, load_model, recorded_sha256, verify_model
 from .data import SPLITS, load_manifest, load_split
-from .grid import csv_param
+from .devices import DeviceLease, acquire_device
+from .grid import csv_param, path_param
 from .io import (
     ensure_writable_dir,
     read_json,
@@ -46,6 +49,7 @@ from .io import (
 from .methods import get_method
 from .models import build_model
 from .objectives import Objective
+from .progress import epoch_line, write_progress
 from .provenance import provenance
 from .train import (
     NonFiniteLossError,
@@ -54,11 +58,10 @@ from .train import (
     fingerprint,
     fit,
     predict_logits,
-    select_device,
 )
 
-__all__ = ["CALLERS", "OUTPUT_FILES", "RunSpec", "TeacherError", "load_teacher",
-           "spec_from_params", "train_bundle", "train_run"]
+__all__ = ["CALLERS", "OUTPUT_FILES", "EpochReport", "RunSpec", "TeacherError", "load_teacher",
+           "run_identity", "spec_from_params", "train_bundle", "train_run", "write_history"]
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = ("model.pt", "history.csv", "preds.npz", "run.json")
@@ -92,6 +95,7 @@ class RunSpec:
     teacher: str | None = None
     device: str = "auto"
     threads: int = 1
+    gpus: int = 0  # resources.gpu of the job: scheduling, not identity (see acquire_device)
     dataset: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)  # resolved config, provenance only
 
@@ -186,7 +190,7 @@ def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
 
 # Not part of a network's identity: where it is written, the config kept for provenance,
 # and when resume files are written (scheduling: the same epochs give the same bits).
-_NOT_IDENTITY = ("config", "out_dir")
+_NOT_IDENTITY = ("config", "out_dir", "gpus")
 _NOT_IDENTITY_TRAIN = ("checkpoint_every",)
 
 
@@ -203,16 +207,18 @@ def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
 
 
 def spec_from_params(params: Mapping[str, Any], checkpoint_every: int = 1,
-                     config: Mapping[str, Any] | None = None) -> RunSpec:
+                     config: Mapping[str, Any] | None = None, gpus: int = 0) -> RunSpec:
     """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`,
-    with the resume-file cadence (the rule's ``resources.checkpoint_every``) and the config
-    kept for provenance only (``snakemake.config``): neither is part of the identity."""
+    with the resume-file cadence (the rule's ``resources.checkpoint_every``), the config
+    kept for provenance only (``snakemake.config``) and the GPUs the job reserved (the
+    rule's ``resources.gpu``): none of them is part of the identity."""
     p = dict(params)
     train = dict(p.pop("train"))
     train["milestones"] = tuple(train["milestones"])
     train["checkpoint_every"] = int(checkpoint_every)
     options = get_method(p["method"]).resolve(p.pop("options"))
-    return RunSpec(train=TrainConfig(**train), options=options, config=dict(config or {}), **p)
+    return RunSpec(train=TrainConfig(**train), options=options, config=dict(config or {}),
+                   gpus=int(gpus), **p)
 
 
 KEPT_PREFIX = ".finished-"  # train_bundle's hard links to a finished network's outputs
@@ -228,7 +234,18 @@ def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
     ``run.json`` carries the current :func:`run_fingerprint` and whose kept ``model.pt``
     matches that record's ``model_sha256`` (:func:`selfdistill.checkpoint.verify_model`) is
     put back without training; the others are trained, resuming where a resume file fits.
+    One device lease (:func:`selfdistill.devices.acquire_device`, from the first spec's
+    ``device`` and ``gpus``) serves every network, taken before any data is loaded and
+    released at the end.
     """
+    if not specs:
+        return []
+    with acquire_device(specs[0].device, want_gpu=specs[0].gpus > 0) as lease:
+        return _train_networks(specs, lease)
+
+
+def _train_networks(specs: list[RunSpec], lease: DeviceLease) -> list[dict[str, Any]]:
+    """:func:`train_bundle`'s loop on the bundle's device."""
     records = []
     for i, spec in enumerate(specs, 1):
         where = f"{spec.describe()} network {i} of {len(specs)}"
@@ -238,7 +255,8 @@ def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
                      "not trained", where)
         else:
             log.info("%s: training", where)
-            record = train_run(spec, keep_resume=True)  # resume.pt: until its outputs are kept
+            record = train_run(spec, keep_resume=True, lease=lease,  # resume.pt: until
+                               network=(i, len(specs)))  # its outputs are kept
             _keep_finished(spec)
             (Path(spec.out_dir) / "resume.pt").unlink(missing_ok=True)
         records.append(record)
@@ -300,17 +318,80 @@ def _nan_causes(spec: RunSpec, lr: float) -> str:
     return "; ".join(causes) + "; or non-finite inputs"
 
 
-def train_run(spec: RunSpec, keep_resume: bool = False,
-              caller: str = "workflow") -> dict[str, Any]:
+def run_identity(spec: RunSpec) -> str:
+    """``dataset/arch/method/param/seed{s}/gen{g}``: the run's place in a results tree
+    (:data:`selfdistill.grid.RUN_PATTERN`), its name on progress lines."""
+    dataset = spec.dataset or Path(spec.dataset_dir).name
+    return (f"{dataset}/{spec.arch}/{spec.method}/{path_param(spec.param)}/seed{spec.seed}/"
+            f"gen{spec.gen}")
+
+
+def write_history(spec: RunSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``history.csv`` of the run, replaced atomically: its identity columns, then one row
+    per finished epoch (SPEC §2 recipe: epoch, lr, train loss/accuracy, val accuracy, time)."""
+    fields = {"dataset": spec.dataset, "arch": spec.arch, "method": spec.method,
+              "param": csv_param(spec.param), "seed": spec.seed,
+              "gen": spec.gen}
+    write_csv(Path(spec.out_dir) / "history.csv", [{**fields, **row} for row in rows])
+
+
+class EpochReport:
+    """What a run reports while it trains, after every epoch: ``history.csv`` with the rows
+    so far, ``progress.json`` (:func:`selfdistill.progress.write_progress`, read by
+    ``python -m selfdistill progress``) and one line (:func:`selfdistill.progress.epoch_line`)
+    in the job's log, or on stdout (``print_lines``: the CLI). :meth:`start` writes both
+    files once before the first epoch, with the epochs a resumed run has already done."""
+
+    def __init__(self, spec: RunSpec, network: tuple[int, int] | None,
+                 print_lines: bool = False) -> None:
+        self.spec, self.network, self.print_lines = spec, network, print_lines
+        self.rows: list[dict[str, Any]] = []
+
+    def seconds_per_epoch(self) -> float | None:
+        """Mean wall time of the epochs done so far (None before the first)."""
+        times = [float(row["time_s"]) for row in self.rows]
+        return sum(times) / len(times) if times else None
+
+    def start(self, done: list[dict[str, Any]]) -> None:
+        self.rows = list(done)
+        if self.rows:
+            write_history(self.spec, self.rows)
+        write_progress(self.spec.out_dir, self.rows[-1] if self.rows else {"epoch": 0},
+                       self.spec.train.epochs, self.network, self.seconds_per_epoch())
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        write_history(self.spec, self.rows)
+        seconds = self.seconds_per_epoch()
+        write_progress(self.spec.out_dir, row, self.spec.train.epochs, self.network, seconds)
+        line = epoch_line(row, self.spec.train.epochs, self.network, seconds or 0.0,
+                          run_identity(self.spec))
+        if self.print_lines:
+            print(line, flush=True)
+        else:
+            log.info("%s", line)
+
+
+def train_run(spec: RunSpec, keep_resume: bool = False, caller: str = "workflow",
+              lease: DeviceLease | None = None,
+              network: tuple[int, int] | None = None) -> dict[str, Any]:
     """Train one network per ``spec`` and write its outputs; returns the provenance record.
 
-    ``caller`` (:data:`CALLERS`): who started the run, for the advice of its errors (the
-    CLI passes ``"cli"``)."""
+    ``caller`` (:data:`CALLERS`): who started the run, for the advice of its errors and
+    where its epoch lines go (:class:`EpochReport`; the CLI passes ``"cli"``). ``lease``:
+    the device this process holds (:func:`train_bundle` passes one for all its networks);
+    None: the run takes its own (``execution.device``, ``resources.gpu``) before any data is
+    loaded, a named :class:`~selfdistill.devices.CudaUnavailableError` when CUDA is asked
+    for but absent, and releases it at the end. ``network`` (k, n): the run's place in a
+    bundle, for its progress lines."""
+    if lease is None:
+        with acquire_device(spec.device, want_gpu=spec.gpus > 0) as own:
+            return train_run(spec, keep_resume, caller, own, network)
     t_start = time.perf_counter()
     spec.validate()
     out = ensure_writable_dir(spec.out_dir)
     torch.set_num_threads(spec.threads)
-    device = select_device(spec.device)
+    device = lease.device
     manifest = load_manifest(spec.dataset_dir)
     train, val, test = (load_split(spec.dataset_dir, s) for s in SPLITS)
     shape, k = tuple(manifest["input_shape"]), int(manifest["num_classes"])
@@ -319,13 +400,11 @@ def train_run(spec: RunSpec, keep_resume: bool = False,
     model = build_model(spec.arch, k, shape)
     fp = run_fingerprint(spec, manifest)
     pipeline = build_pipeline(manifest, spec.train)
+    report = EpochReport(spec, network, print_lines=caller == "cli")
     try:
         result = fit(model, objective, train, val, spec.train, device,
                      resume=ResumeIdentity(out / "resume.pt", fp, spec.describe()),
-                     pipeline=pipeline,
-                     on_epoch=lambda row: log.info("%s epoch %d %s", spec.describe(),
-                                                   row["epoch"],
-                                                   {k: round(v, 4) for k, v in row.items()}))
+                     pipeline=pipeline, on_start=report.start, on_epoch=report.epoch)
     except NonFiniteLossError as err:  # the loop knows the lr; the registry, the method
         raise err.with_causes(_nan_causes(spec, err.lr)).with_traceback(
             err.__traceback__) from None
@@ -338,17 +417,14 @@ def train_run(spec: RunSpec, keep_resume: bool = False,
         arrays[f"{split.name}_logits"] = logits.numpy()
         arrays[f"{split.name}_targets"] = split.y
     write_npz(out / "preds.npz", **arrays)
-    fields = {"dataset": spec.dataset, "arch": spec.arch, "method": spec.method,
-              "param": csv_param(spec.param), "seed": spec.seed,
-              "gen": spec.gen}
-    write_csv(out / "history.csv", [{**fields, **row} for row in result.history])
+    write_history(spec, result.history)
     ckpt = {"state_dict": result.model.state_dict(), "arch": spec.arch, "num_classes": k,
             "input_shape": list(shape), "best_epoch": result.best_epoch,
             "best_val_accuracy": result.best_val_accuracy, "fingerprint": fp,
             "method": spec.method, "param": spec.param, "seed": spec.seed, "gen": spec.gen}
     write_torch(out / "model.pt", ckpt)  # first model.pt, then its hash into run.json
     record = provenance(
-        config=dict(spec.config), device=result.device,
+        config=dict(spec.config), device=result.device, device_record=lease.record(),
         inputs=[Path(spec.dataset_dir) / f for f in manifest["sha256"]] +
         ([spec.teacher] if spec.teacher else []),
         wall_time_s=time.perf_counter() - t_start,

@@ -53,8 +53,9 @@ __all__ = [
     "fit",
     "forward_views",
     "predict_logits",
+    "PRECISIONS",
     "run_epoch",
-    "select_device",
+    "set_precision",
     "train_step",
 ]
 
@@ -82,6 +83,10 @@ class NonFiniteLossError(FloatingPointError):
         return type(self), (self.describe, self.epoch, self.step, self.lr, self.causes)
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+"""``execution.precision`` values (:func:`set_precision`); fp32 is the default."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The SPEC §2 recipe plus execution switches; one per trained network."""
@@ -100,7 +105,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     checkpoint_every: int = 1
     channels_last: bool = False
-    bf16: bool = False
+    precision: str = "fp32"  # one of PRECISIONS, see set_precision
     compile: bool = False
     deterministic: bool = True
 
@@ -111,6 +116,9 @@ class TrainConfig:
         if bad:
             raise ValueError(f"milestones {bad} outside 1..epochs={self.epochs}: each is the "
                              f"epoch after which the learning rate is multiplied by gamma")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"execution.precision: {self.precision!r} is not one of "
+                             f"{', '.join(PRECISIONS)} (fp32 is the authors' arithmetic)")
 
 
 @dataclass
@@ -130,15 +138,40 @@ def derive_seed(*parts: int | str) -> int:
     return int.from_bytes(h[:8], "little") >> 1
 
 
-def select_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` when absent is a named error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("execution.device is 'cuda' but CUDA is not available on this machine "
-                           f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}). "
-                           "Set execution.device: auto or cpu, or run on a GPU node.")
-    return torch.device(requested)
+def set_precision(precision: str, device: torch.device) -> None:
+    """Set the process-wide float32 kernel switches of ``precision`` (one of PRECISIONS).
+
+    On CUDA, exactly (PyTorch's defaults are those of ``tf32``):
+
+    ========= ======================= ====================== =================================
+    precision cudnn.allow_tf32 (conv) cuda.matmul.allow_tf32 float32_matmul_precision
+    ========= ======================= ====================== =================================
+    fp32      False                   False                  "highest"
+    tf32      True                    False                  "highest"
+    bf16      True                    False                  "highest"
+    ========= ======================= ====================== =================================
+
+    ``fp32`` is true IEEE fp32, the authors' arithmetic (SPEC §2 recipe). ``bf16`` also
+    runs the student's forward and the loss under bf16 autocast (:func:`train_step`); the
+    SD teacher and the BS ranking network run outside it (SPEC §3.4, §3.5: their logits
+    are fp32), with ``tf32``'s switches, as do evaluation passes. On the CPU all three are
+    plain fp32: nothing is set and autocast stays off, so CPU runs are bit-identical across
+    the three values.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"execution.precision: {precision!r} is not one of "
+                         f"{', '.join(PRECISIONS)}")
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.allow_tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The student's autocast context: bf16 on CUDA for ``precision`` bf16, else off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16,
+                          enabled=precision == "bf16" and device.type == "cuda")
 
 
 def set_determinism(enabled: bool, device: torch.device, compiling: bool = False) -> None:
@@ -169,17 +202,16 @@ def _batches(x: Tensor, y: Tensor, perm: Tensor, start_step: int,
 
 
 def forward_views(net: nn.Module, x: Tensor, pipeline: InputPipeline, cfg: TrainConfig,
-                   device: torch.device) -> Tensor:
-    """``net`` on the training view of every example, in order, in training-size batches,
-    under the step's autocast and memory format (for :meth:`Objective.precompute`)."""
+                  device: torch.device) -> Tensor:
+    """``net`` on the training view of every example, in order, in training-size batches and
+    the step's memory format (for :meth:`Objective.precompute`: the SD teacher's cache).
+    Never under autocast: the teacher's logits are fp32 in every precision (SPEC §3.4)."""
     outs = []
     for lo in range(0, x.shape[0], cfg.batch_size):
         xb = pipeline.eval(x[lo:lo + cfg.batch_size])
         if cfg.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16,
-                            enabled=cfg.bf16 and device.type == "cuda"):
-            outs.append(net(xb))
+        outs.append(net(xb))
     return torch.cat(outs)
 
 
@@ -203,18 +235,19 @@ def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1024,
 
 
 def train_step(model: nn.Module, objective: Objective, opt: torch.optim.Optimizer, xb: Tensor,
-               yb: Tensor, idx: Tensor | None = None, bf16: bool = False,
+               yb: Tensor, idx: Tensor | None = None, precision: str = "fp32",
                forward: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """One optimiser step on the training view ``xb`` [b, ...] with labels ``yb`` [b].
 
-    Forward (bf16 autocast on CUDA when ``bf16``), the objective's loss (SPEC §3) on fp32
-    logits, backward, SGD step (SPEC §2), then the objective's per-step update (the BS EMA,
-    SPEC §3.5). ``idx`` [b]: the batch's example indices, for an objective with precomputed
-    per-example targets; ``forward``: what to call instead of ``model`` (its
-    ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
+    Forward and the objective's loss (SPEC §3) on fp32 logits, under bf16 autocast on CUDA
+    when ``precision`` is bf16 (the objective runs its teacher or ranking network outside
+    it); backward, SGD step (SPEC §2), then the objective's per-step update (the BS EMA,
+    SPEC §3.5). The kernel switches of ``precision`` are process-wide: :func:`fit` sets them
+    once (:func:`set_precision`). ``idx`` [b]: the batch's example indices, for an objective
+    with precomputed per-example targets; ``forward``: what to call instead of ``model``
+    (its ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
     """
-    with torch.autocast(xb.device.type, dtype=torch.bfloat16,
-                        enabled=bf16 and xb.device.type == "cuda"):
+    with autocast(precision, xb.device):
         logits = (model if forward is None else forward)(xb)  # [b, K]
         loss = objective.loss(logits.float(), xb, yb, idx)
     opt.zero_grad(set_to_none=True)
@@ -291,7 +324,8 @@ def run_epoch(parts: TrainParts, x: Tensor, y: Tensor, perm: Tensor, start_step:
                 break
             loss, logits = train_step(parts.model, parts.objective, parts.opt,
                                       parts.train_view(xb), yb,
-                                      idx if parts.fixed_views else None, parts.cfg.bf16,
+                                      idx if parts.fixed_views else None,
+                                      parts.cfg.precision,
                                       parts.forward)
             steps += 1
             finite = torch.isfinite(loss)  # on device: no per-step host sync
@@ -329,12 +363,14 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
         device: torch.device, *, resume: ResumeIdentity = _NO_RESUME,
         pipeline: InputPipeline | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        on_start: Callable[[list[dict[str, Any]]], None] | None = None,
         sync_check: bool = False) -> TrainResult:
     """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
 
     ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
     ``resume`` names the resume file, its fingerprint and the run (for messages);
-    ``on_epoch`` gets each epoch's history row. ``sync_check`` (CUDA): the optimiser steps
+    ``on_epoch`` gets each epoch's history row; ``on_start``, before the first epoch, the
+    rows of the epochs already done (a resumed run's; empty for a new run). ``sync_check`` (CUDA): the optimiser steps
     run under ``torch.cuda.set_sync_debug_mode("error")``, so any host synchronisation
     inside the step loop raises (a test instrument, ``tests/gpu``).
     """
@@ -344,6 +380,8 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
     x_va = torch.as_tensor(val.x, device=device)
     state, resumed_from = try_resume(resume, model, parts.opt, parts.sched, objective, parts.gens,
                                      device)
+    if on_start is not None:
+        on_start(list(state.history))
     if parts.fixed_views:  # e.g. the SD teacher's logits, computed once (same every epoch)
         objective.precompute(lambda net, x=x_tr: forward_views(net, x, parts.pipeline, cfg,
                                                                   device))
@@ -385,9 +423,11 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
 def _setup(model: nn.Module, objective: Objective, cfg: TrainConfig, device: torch.device,
            pipeline: InputPipeline | None, input_ndim: int, describe: str,
            sync_check: bool) -> TrainParts:
-    """Determinism, the model on ``device``, SGD + MultiStepLR (SPEC §2), the seeded
-    ``order`` and ``augment`` generators, the input pipeline and the (compiled) forward."""
+    """Determinism, the precision's kernel switches, the model on ``device``, SGD +
+    MultiStepLR (SPEC §2), the seeded ``order`` and ``augment`` generators, the input
+    pipeline and the (compiled) forward."""
     set_determinism(cfg.deterministic, device, cfg.compile)
+    set_precision(cfg.precision, device)
     model.to(device)
     if cfg.channels_last and input_ndim == 4:
         model.to(memory_format=torch.channels_last)

@@ -25,7 +25,7 @@ def test_resnet34_fit_throughput():
     val = Split(train.x[:1024], train.y[:1024], "val")
     pipe = InputPipeline(build_augment("crop_flip", (0.0,), 4),
                          {"mean": [0.5071, 0.4867, 0.4408], "std": [0.2675, 0.2565, 0.2761]})
-    cfg = TrainConfig(epochs=3, milestones=(), seed=0, channels_last=True, bf16=True,
+    cfg = TrainConfig(epochs=3, milestones=(), seed=0, channels_last=True, precision="bf16",
                       deterministic=False)
     torch.manual_seed(0)
     model = build_model("resnet34", 100, (3, 32, 32))
@@ -78,7 +78,7 @@ def test_training_steps_never_synchronise_the_host(kind, method):
                  "ls": lambda: LabelSmoothing(0.1),
                  "er": lambda: EntropyRegularization(0.3)}[method]()
     cfg = TrainConfig(epochs=2, milestones=(1,), seed=0, augment=aug,
-                      channels_last=kind == "images", bf16=True, deterministic=False)
+                      channels_last=kind == "images", precision="bf16", deterministic=False)
     model = build_model(arch, 10, shape)
     result = fit(model, objective, train, val, cfg, dev, pipeline=pipe, sync_check=True)
     assert torch.cuda.get_sync_debug_mode() == 0  # restored after the loop

@@ -43,14 +43,14 @@ def test_our_step_runs_fits_train_step(monkeypatch, method):
     calls = []
     real = bench.train_step
 
-    def spy(model, objective, opt, xb, yb, idx=None, bf16=False, forward=None):
-        calls.append((xb.shape[0], idx is not None, bf16))
-        return real(model, objective, opt, xb, yb, idx, bf16, forward)
+    def spy(model, objective, opt, xb, yb, idx=None, precision="fp32", forward=None):
+        calls.append((xb.shape[0], idx is not None, precision))
+        return real(model, objective, opt, xb, yb, idx, precision, forward)
 
     monkeypatch.setattr(bench, "train_step", spy)
     step = bench.our_step("mnist1d", "cnn1d", steps=2, objective=method, batch=16)
     assert step() == 32
-    assert calls == [(16, True, True), (16, True, True)]  # MNIST-1D: no augmentation
+    assert calls == [(16, True, "bf16"), (16, True, "bf16")]  # MNIST-1D: no augmentation
 
 
 def test_model_only_trains_the_same_model_without_data_work():
@@ -103,3 +103,51 @@ def test_flops_per_image_counts_forward_and_backward():
     first_input_grad = 40 * 128
     want = 2 * macs + 2 * (2 * macs - first_input_grad)
     assert bench.flops_per_image("mlp", (1, 40), 10, batch=4) == want
+
+
+@pytest.mark.parametrize("kind, arch, objective", [("mnist1d", "cnn1d", "sd"),
+                                                   ("cifar", "cnn_digits", "bs")])
+def test_precision_modes_train_from_one_init_on_one_batch_set_and_agree_on_cpu(kind, arch,
+                                                                             objective):
+    """The precision suite's core: each mode trains a fresh copy of the same initial network
+    on the same batches (no state carried from one mode to the next). On the CPU all three
+    modes are plain fp32, so their trajectories are equal bit for bit, and equal to a replay
+    with fit's train_step."""
+    import copy
+
+    import torch
+
+    traj = bench.precision_trajectories(kind, arch, steps=4, objective=objective, batch=16)
+    assert list(traj) == ["fp32", "tf32", "bf16"]
+    fp32 = traj["fp32"]["losses"]
+    assert len(fp32) == 4 and len(set(fp32)) == 4  # the network trains: every loss differs
+    assert traj["tf32"]["losses"] == fp32 and traj["bf16"]["losses"] == fp32
+    batches, k = bench.precision_batches(kind, 4, 16, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = bench.build_model(arch, k, tuple(batches[0][0].shape[1:]))
+    if batches[0][0].dim() == 4:
+        model.to(memory_format=torch.channels_last)
+    obj = bench._objective(objective, arch, k, tuple(batches[0][0].shape[1:]))
+    replay = bench.trajectory(copy.deepcopy(model), obj, batches, "fp32")[0]
+    assert replay == fp32
+    rows = {r["precision"]: r for r in bench.precision_agreement(traj)}
+    for mode in ("fp32", "tf32", "bf16"):
+        assert rows[mode]["max_abs_loss_diff"] == 0 and rows[mode]["final_loss_diff"] == 0
+        assert rows[mode]["steps"] == 4 and rows[mode]["images_per_s"] > 0
+
+
+def test_precision_agreement_measures_against_fp32():
+    traj = {"fp32": {"losses": [2.0, 1.5, 1.0], "seconds": 2.0, "images": 100},
+            "bf16": {"losses": [2.0, 1.75, 0.5], "seconds": 0.5, "images": 100}}
+    bf16 = bench.precision_agreement(traj)[1]
+    assert bf16["max_abs_loss_diff"] == 0.5 and bf16["final_loss_diff"] == -0.5
+    assert bf16["images_per_s"] == 200 and bf16["speedup_vs_fp32"] == 4
+
+
+def test_precision_only_needs_cuda(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    assert bench.main(["--precision-only"]) == 1
+    assert "needs CUDA" in capsys.readouterr().err

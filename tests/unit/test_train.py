@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from selfdistill.data import load_split, prepare_dataset
+from selfdistill.devices import CudaUnavailableError
 from selfdistill.io import sha256_file
 from selfdistill.models import build_model
 from selfdistill.objectives import BetaSmoothing, Objective, SelfDistillation
 from selfdistill.run import RunSpec, TeacherError, train_run
-from selfdistill.train import NonFiniteLossError, TrainConfig, fit, select_device
+from selfdistill.train import NonFiniteLossError, TrainConfig, fit
 
 MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
            "generator_seed": 42, "val_size": 80, "split_seed": 0}
@@ -215,11 +216,16 @@ def test_nonfinite_loss_names_run_epoch_step(data_dir, tmp_path):
     assert not (tmp_path / "nan" / "model.pt").exists()
 
 
-def test_cuda_requested_but_absent_is_named():
+@pytest.mark.parametrize("device, gpus, key", [("cuda", 0, "execution.device is 'cuda'"),
+                                               ("auto", 1, r"resources.gpu > 0")])
+def test_gpu_asked_for_but_absent_is_named_before_any_output(data_dir, tmp_path, device, gpus,
+                                                             key):
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the absent-CUDA error cannot be triggered")
-    with pytest.raises(RuntimeError, match="CUDA is not available.*execution.device"):
-        select_device("cuda")
+    run = replace(spec(data_dir, tmp_path / "run", epochs=1), device=device, gpus=gpus)
+    with pytest.raises(CudaUnavailableError, match=f"{key}.*torch.cuda.is_available"):
+        train_run(run)
+    assert not (tmp_path / "run").exists()  # raised before any data or output
 
 
 def test_unwritable_output_dir_is_named(data_dir, tmp_path):

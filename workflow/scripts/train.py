@@ -5,4 +5,4 @@ from selfdistill.run import spec_from_params, train_run
 to_rule_log(snakemake.log[0])
 # params: the network's identity (a rerun trigger); resources: scheduling; config: provenance
 train_run(spec_from_params(snakemake.params.spec, snakemake.resources.checkpoint_every,
-                           snakemake.config))
+                           snakemake.config, snakemake.resources.gpu))

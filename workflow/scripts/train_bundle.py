@@ -4,5 +4,6 @@ from selfdistill.run import spec_from_params, train_bundle
 
 to_rule_log(snakemake.log[0])
 # params: the networks' identities (a rerun trigger); resources: scheduling; config: provenance
-train_bundle([spec_from_params(p, snakemake.resources.checkpoint_every, snakemake.config)
+train_bundle([spec_from_params(p, snakemake.resources.checkpoint_every, snakemake.config,
+                               snakemake.resources.gpu)
               for p in snakemake.params.specs])
