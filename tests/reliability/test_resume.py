@@ -6,7 +6,6 @@ restarted until it completes; its checkpoint, predictions and metrics must equal
 uninterrupted run byte for byte.
 """
 
-import os
 import random
 import signal
 import subprocess
@@ -21,8 +20,6 @@ import torch
 from selfdistill.data import prepare_dataset
 from selfdistill.io import write_npz
 from selfdistill.measure import measure_run
-
-from ..conftest import copy_workflow, snakemake
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
@@ -167,30 +164,3 @@ def test_exception_while_writing_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_npz(target, x=np.arange(3))
     assert list(tmp_path.iterdir()) == []
-
-
-def test_snakemake_killed_then_rerun_is_identical(tmp_path):
-    """Kill snakemake and its training job mid-run; the same command finishes identically."""
-    target = "results/mnist1d/cnn1d/bs/3/seed1/gen0/preds.npz"
-    args = ["--cores", "1", "--configfile", "config/config.yaml", "tiny.yaml", "slow.yaml"]
-    ref, wf = copy_workflow(tmp_path / "ref"), copy_workflow(tmp_path / "wf")
-    for d in (ref, wf):
-        (d / "slow.yaml").write_text("execution: {bundle: none}\n"
-                                     "train: {epochs: 8, milestones: [4]}\n"
-                                     "datasets: {mnist1d: {num_samples: 4000}}\n")
-    snakemake(ref, target, *args)
-    proc = subprocess.Popen(["snakemake", target, *args], cwd=wf, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resume = wf / Path(target).parent / "resume.pt"
-    assert wait_for(resume, proc, timeout=300)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert resume_position(resume)[0] >= 1  # killed after at least one checkpointed epoch
-    assert not (wf / target).exists()
-    snakemake(wf, target, "--unlock", *args)  # a SIGKILLed snakemake leaves its lock
-    snakemake(wf, target, "--rerun-incomplete", *args)
-    assert (wf / target).read_bytes() == (ref / target).read_bytes()
-    run = Path(target).parent
-    assert (wf / run / "model.pt").read_bytes() == (ref / run / "model.pt").read_bytes()
-
