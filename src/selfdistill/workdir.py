@@ -8,9 +8,9 @@ a run that holds the lock records itself (host, pid, process start time) under
 ``.snakemake/selfdistill/holders/`` (:func:`record_holder`, the workflow's ``onstart``)
 and removes that record when it ends (:func:`release_holder`). At the next start,
 :func:`clear_stale_lock` removes the lock only when every recorded holder ran on this host
-and is gone and no Snakemake process or job runs in the directory: so two runs in one
-directory are still refused. Any other stale-looking lock stays, with one line saying what
-to do. :func:`remove_orphan_temp_files` removes ``.*.tmp`` files that
+and is gone, ran its jobs on this host (not on a cluster, where they may outlive it) and no
+Snakemake process or job runs in the directory: so two runs in one directory are still
+refused. Any other stale-looking lock stays, with one line saying what to do. :func:`remove_orphan_temp_files` removes ``.*.tmp`` files that
 :func:`selfdistill.io.atomic_path` left when a writer was killed.
 """
 
@@ -27,11 +27,14 @@ from typing import Any
 
 import psutil
 
-__all__ = ["UNLOCK_ADVICE", "clear_stale_lock", "record_holder", "release_holder",
+__all__ = ["CLUSTER_ADVICE", "UNLOCK_ADVICE", "clear_stale_lock", "record_holder", "release_holder",
            "remove_orphan_temp_files"]
 
 UNLOCK_ADVICE = ("a killed run left a stale lock: run `snakemake --unlock` once, then the "
                  "same command again")
+CLUSTER_ADVICE = ("a killed run left a stale lock, and the cluster jobs it submitted may still "
+                  "run: check `squeue --me` (wait for them or scancel them), then run "
+                  "`snakemake --unlock` once, then the same command again")
 
 
 def _holders_dir(workdir: Path) -> Path:
@@ -43,10 +46,11 @@ def _me() -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
 
 
-def record_holder(workdir: str | Path) -> None:
+def record_holder(workdir: str | Path, local: bool = True) -> None:
     """Record this process as the holder of the lock of ``workdir`` (call it once
-    Snakemake holds the lock: the workflow's ``onstart``)."""
-    me = _me()
+    Snakemake holds the lock: the workflow's ``onstart``); ``local``: its jobs run on this
+    host (False: a cluster executor, whose jobs may outlive it)."""
+    me = {**_me(), "local": local}
     folder = _holders_dir(Path(workdir))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{me['host']}-{me['pid']}.json").write_text(json.dumps(me))
@@ -97,10 +101,11 @@ def _snakemake_here(workdir: Path) -> list[str]:
 def clear_stale_lock(workdir: str | Path) -> str | None:
     """Remove ``workdir``'s Snakemake lock if provably stale; a line for the user, or None.
 
-    Stale means: the lock exists, every run recorded as its holder ran on this host and
-    is gone, and no Snakemake process or job runs in ``workdir``. A lock without a holder
-    record, or held from another host, is left in place with :data:`UNLOCK_ADVICE`; a live
-    holder's lock is left alone (Snakemake then refuses the second run itself).
+    Stale means: the lock exists, every run recorded as its holder ran on this host with
+    local jobs and is gone, and no Snakemake process or job runs in ``workdir``. A lock
+    without a holder record, held from another host or by a run with cluster jobs is left
+    in place with the advice that fits; a live holder's lock is left alone (Snakemake then
+    refuses the second run itself).
     """
     wd = Path(workdir).resolve()
     locks = wd / ".snakemake" / "locks"
@@ -125,6 +130,8 @@ def clear_stale_lock(workdir: str | Path) -> str | None:
                 f"then the same command again")
     if not holders:
         return UNLOCK_ADVICE
+    if not all(h.get("local", True) for h in holders):
+        return CLUSTER_ADVICE
     shutil.rmtree(locks)
     for h in holders:
         h["path"].unlink(missing_ok=True)

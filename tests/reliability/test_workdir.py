@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from selfdistill.workdir import (
+    CLUSTER_ADVICE,
     UNLOCK_ADVICE,
     clear_stale_lock,
     record_holder,
@@ -32,10 +33,12 @@ def locked(workdir: Path) -> Path:
     return locks
 
 
-def holder(workdir: Path, pid: int, started: float, host: str | None = None) -> Path:
+def holder(workdir: Path, pid: int, started: float, host: str | None = None,
+           local: bool = True) -> Path:
     folder = workdir / ".snakemake" / "selfdistill" / "holders"
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"host": host or socket.gethostname(), "pid": pid, "started": started}
+    record = {"host": host or socket.gethostname(), "pid": pid, "started": started,
+              "local": local}
     path = folder / f"{record['host']}-{pid}.json"
     path.write_text(json.dumps(record))
     return path
@@ -98,6 +101,15 @@ def test_lock_taken_on_another_host_stays_and_names_it(tmp_path):
     assert locks.exists()
 
 
+def test_lock_of_a_killed_run_with_cluster_jobs_stays_with_the_squeue_advice(tmp_path):
+    """Its SLURM jobs may outlive it: removing the lock would let a rerun submit them twice."""
+    locks = locked(tmp_path)
+    holder(tmp_path, *dead_pid(), local=False)
+    assert clear_stale_lock(tmp_path) == CLUSTER_ADVICE
+    assert "squeue --me" in CLUSTER_ADVICE and "`snakemake --unlock`" in CLUSTER_ADVICE
+    assert locks.exists()
+
+
 def test_lock_stays_while_a_snakemake_process_runs_here(tmp_path, sleeper):
     """A dead recorded holder, but a job of the killed run still runs in the directory."""
     locks = locked(tmp_path)
@@ -111,9 +123,10 @@ def test_lock_stays_while_a_snakemake_process_runs_here(tmp_path, sleeper):
 
 
 def test_record_and_release_holder(tmp_path):
-    record_holder(tmp_path)
+    record_holder(tmp_path, local=False)
     records = list((tmp_path / ".snakemake" / "selfdistill" / "holders").glob("*.json"))
     assert [json.loads(p.read_text())["pid"] for p in records] == [os.getpid()]
+    assert json.loads(records[0].read_text())["local"] is False
     release_holder(tmp_path)
     assert not any(p.exists() for p in records)
 

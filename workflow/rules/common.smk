@@ -41,7 +41,7 @@ if workflow.exec_mode == ExecMode.DEFAULT and "--unlock" not in sys.argv:
 
 onstart:
     # runs once Snakemake holds the lock: name its holder, drop orphan temp files
-    W.record_holder(Path.cwd())
+    W.record_holder(Path.cwd(), local=workflow.local_exec)
     W.remove_orphan_temp_files(["results", "figures"], before=STARTED)
 
 
