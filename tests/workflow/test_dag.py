@@ -70,8 +70,8 @@ def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
     want = expected_counts(cfg)
     want["metrics"] = 1
     assert got == want
-    # the default grid: 5 seeds x (ce + 4 sd + 3 ls + 3 er + 3 bs) for cnn1d, 5 x 8 for mlp
-    assert len(G.grid(cfg)) == 5 * 14 + 5 * 8
+    # the default grid (docs/sizing.md): 6 seeds x (ce + 4 sd + 3 ls + 3 er + 3 bs), cnn1d only
+    assert len(G.grid(cfg)) == 6 * 14
 
 
 def test_sd_generation_depends_on_previous(workflow_dir):
