@@ -137,3 +137,21 @@ rule render_e5:
         "../../envs/selfdistill.yaml"
     script:
         "../scripts/render_e5.py"
+
+
+# Not part of `all`: copies the figures, tables and claims check of a finished run into
+# docs/results/ (tracked), with the commit and date they came from, for the README.
+rule publish:
+    input:
+        FIGURE_FILES,
+        metrics="results/metrics.csv",
+        claims="figures/claims.json",
+    output:
+        readme="docs/results/README.md",
+    log:
+        "logs/render/publish.log",
+    localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
+    script:
+        "../scripts/publish.py"
