@@ -151,3 +151,20 @@ def test_every_job_writes_to_its_rule_log(tiny_run):
         text = (tiny_run / "logs" / log).read_text()
         assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO selfdistill\.\w+: ", text, re.M), log
         assert "Traceback" not in text, log
+
+
+def test_every_network_logs_one_line_per_epoch(tiny_run):
+    """selfdistill.run.EpochReport: each training job's log holds one INFO line per epoch of
+    each of its networks, in DAG order, naming the network (k/n of its bundle) and run."""
+    cfg = tiny_config()
+    epochs = cfg["train"]["epochs"]
+    for exp in G.experiments(cfg):
+        for seed in cfg["seeds"]:
+            runs = G.bundle_parts(exp, "seed", seed)["bundle"]
+            log = tiny_run / "logs" / "train_bundle" / exp["dataset"] / exp["arch"] / \
+                f"seed{seed}.log"
+            lines = re.findall(r"^\S+ \S+ INFO selfdistill\.run: network (\d+)/(\d+) · (\S+) · "
+                               r"epoch (\d+)/(\d+) · loss ", log.read_text(), re.M)
+            want = [(str(k), str(len(runs)), G.run_dir(r, "").lstrip("/"), str(e), str(epochs))
+                    for k, r in enumerate(runs, 1) for e in range(1, epochs + 1)]
+            assert lines == want, log

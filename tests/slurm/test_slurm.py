@@ -194,7 +194,8 @@ RUN = "results/mnist1d/mlp/ce/none/seed0/gen0"
 
 def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
     extra = one_network_config(tmp_path / "gpu.yaml",
-                               resources={"gpu": 1, "mem_mb": 1000, "runtime": 10})
+                               resources={"gpu": 1, "mem_mb": 1000, "runtime": 10},
+                               execution={"bundle": "none", "device": "cpu"})
     wf = copy_workflow(tmp_path / "wf", extra)
     out = ok(*run(["snakemake", f"{RUN}/model.pt", "--profile", "profiles/slurm", *CONFIGS,
                    "gpu.yaml", *FAST, "--verbose"], wf, "run.log"), "SLURM run")
@@ -206,7 +207,8 @@ def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
     assert "--signal=TERM@120" in call, call  # the profile's slurm_extra is accepted by sbatch
     info = scontrol(next(iter(subs)))
     assert "JobState=COMPLETED" in info and "TresPerJob=gres:gpu:1" in info, info
-    # the fake GPU is no CUDA device: execution.device auto fell back to the CPU
+    # the fake GPU is no CUDA device: execution.device cpu trains on the CPU (device auto
+    # with resources.gpu 1 would stop with CudaUnavailableError, selfdistill.devices)
     assert yaml.safe_load((wf / RUN / "run.json").read_text())["device"] == "cpu"
 
 
