@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from selfdistill import grid as G
 from selfdistill.run import run_fingerprint, spec_from_params
@@ -104,6 +105,18 @@ def describe(run: G.Run) -> str:
     param = "" if G.parse_param(run.param) is None else f" param={G.parse_param(run.param)}"
     return (f"[{run.dataset}/{run.arch} method={run.method}{param} seed={run.seed} "
             f"gen={run.gen}]")
+
+
+def test_workflow_profile_is_loaded_alone_and_beside_the_slurm_profile(workflow_dir):
+    """profiles/default (rerun-incomplete, keep-incomplete) applies to every plain run: the
+    same command finishes after a kill. Snakemake looks for it beside the Snakefile."""
+    settings = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
+    assert settings == {"rerun-incomplete": True, "keep-incomplete": True}
+    alone = snakemake(workflow_dir, "-n", "data")
+    assert "Using workflow specific profile profiles/default" in alone.stderr
+    both = snakemake(workflow_dir, "-n", "data", "--profile", "profiles/slurm")
+    assert ("Using profiles profiles/slurm and workflow specific profile profiles/default"
+            in both.stderr)
 
 
 # --------------------------------------------------------------------------- identity
