@@ -1,4 +1,4 @@
-"""Batched, on-device training augmentation (SPEC §2).
+"""Batched, on-device training augmentation (methods §2).
 
 Each augmenter maps a batch ``x`` [n, C, *spatial] of already-normalised inputs to an
 augmented batch of the same shape, drawing its randomness from a dedicated
@@ -90,8 +90,8 @@ def shift_1d(max_shift: int, pad_value: float = 0.0) -> Augment:
 
 def build_augment(name: str, pad_value: Sequence[float] = (0.0,), padding: int = 4,
                   size: int | None = None) -> Augment:
-    """Augmenter by config name: ``none``, ``crop_flip`` (SPEC §2 CIFAR), ``shift1d``,
-    ``resized_crop_flip`` (SPEC §2 Tiny ImageNet; ``size`` is the network input size)."""
+    """Augmenter by config name: ``none``, ``crop_flip`` (methods §2 CIFAR), ``shift1d``,
+    ``resized_crop_flip`` (methods §2 Tiny ImageNet; ``size`` is the network input size)."""
     if name == "none":
         return _identity
     if name == "crop_flip":
@@ -189,7 +189,7 @@ def resized_crop(x: Tensor, boxes: Tensor, size: int, flips: Tensor | None = Non
 def resized_crop_flip(size: int, scale: tuple[float, float] = (0.08, 1.0),
                       ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Augment:
     """``RandomResizedCrop(size, scale, ratio)`` + ``RandomHorizontalFlip()`` on a batch
-    (SPEC §2 Tiny ImageNet: 64-px images trained at 32 px). The output is [n, C, size,
+    (methods §2 Tiny ImageNet: 64-px images trained at 32 px). The output is [n, C, size,
     size], smaller than the input: the one augmenter that changes the spatial size."""
 
     def apply(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -203,7 +203,7 @@ def resized_crop_flip(size: int, scale: tuple[float, float] = (0.08, 1.0),
 
 def resize(size: int) -> Callable[[Tensor], Tensor]:
     """Evaluation view for ``resized_crop_flip``: torchvision's ``Resize(size)`` on tensors
-    (shorter side to ``size``, antialiased bilinear), SPEC §2 Tiny ImageNet."""
+    (shorter side to ``size``, antialiased bilinear), methods §2 Tiny ImageNet."""
 
     def apply(x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
@@ -231,7 +231,7 @@ def build_eval_transform(name: str, size: int | None = None) -> Callable[[Tensor
 def build_input_pipeline(name: str, padding: int = 4,
                          normalize: Mapping[str, Sequence[float]] | None = None,
                          size: int | None = None) -> InputPipeline:
-    """The whole SPEC §2 input path for a prepared dataset: scaling, augmentation in pixel
+    """The whole methods §2 input path for a prepared dataset: scaling, augmentation in pixel
     space (crop padding = pixel 0), the matching evaluation view, normalisation.
 
     ``size`` is the manifest's ``input_size`` (the network's input size), needed only by
@@ -244,7 +244,7 @@ def build_input_pipeline(name: str, padding: int = 4,
 
 
 class InputPipeline:
-    """Raw stored inputs → network inputs, on the device (SPEC §2).
+    """Raw stored inputs → network inputs, on the device (methods §2).
 
     Stored arrays are either float (already normalised, e.g. MNIST-1D) or uint8 images
     [n, C, H, W]. For uint8 the pipeline scales to [0, 1], augments in pixel space (so

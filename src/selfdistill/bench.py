@@ -9,7 +9,7 @@ and by core-time (CPU seconds of this process and its DataLoader workers). Write
 ``{out}/<suite>.csv`` of timings per suite, ``{out}/ratios.csv`` (every reported ratio)
 and ``{out}/summary.md``. The data-path suite includes the same step with no data work,
 whose ratio to the DataLoader is the ceiling for any data path. Our step is fit's own
-:func:`selfdistill.train.train_step`; that its losses are the SPEC §3 formulas is a unit
+:func:`selfdistill.train.train_step`; that its losses are the methods §3 formulas is a unit
 test (``tests/unit/test_faithfulness.py``). ``--from-run`` is :mod:`selfdistill.runlog`.
 
 On CUDA the GPU suites follow: ResNet-34's share of the bf16 peak, and the precision suite
@@ -84,7 +84,7 @@ class _ItemDataset(torch.utils.data.Dataset):
 
 def torchvision_transform(kind: str) -> Callable[[Any], Tensor]:
     """The authors' per-example transforms: for images, PIL RandomCrop(32, padding=4) and
-    RandomHorizontalFlip, then ToTensor and Normalize (SPEC §2 CIFAR recipe)."""
+    RandomHorizontalFlip, then ToTensor and Normalize (methods §2 CIFAR recipe)."""
     from torchvision import transforms as T
 
     if kind == "mnist1d":
@@ -327,7 +327,7 @@ def precision_trajectories(kind: str, arch: str, steps: int, objective: str = "s
                            modes: tuple[str, ...] = PRECISIONS) -> dict[str, dict[str, Any]]:
     """Per ``execution.precision`` mode: the same network (same initialisation) trained on
     the same batches with the same objective (SD: the same teacher, run outside autocast,
-    SPEC §3.4). Returns ``{mode: {"losses": [...], "seconds": s, "images": n}}``, ``images``
+    methods §3.4). Returns ``{mode: {"losses": [...], "seconds": s, "images": n}}``, ``images``
     the examples of the timed steps. PyTorch's default switches (tf32's) are restored."""
     if steps <= warmup:
         raise ValueError(f"steps={steps} must exceed warmup={warmup} (steps are timed after it)")

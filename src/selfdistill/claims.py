@@ -1,11 +1,11 @@
-"""The claims check (SPEC §6): one statistic and verdict per paper claim (SPEC §1).
+"""The claims check (methods §6): one statistic and verdict per paper claim (methods §1).
 
 The seed is the unit of replication. Every deciding statistic is a per-seed number:
 
 - Paired difference (claims 1, 3, 4): d_s = 100·(accuracy(A, seed s) − accuracy(B, seed s))
   in percentage points (pp) over the seeds both settings have.
 - Trend (claim 1's trend, claim 2): each seed's least-squares slope of the quantity over
-  generations 0..G of its SD chain (generation 0 = CE, SPEC §3.4), per generation. Not
+  generations 0..G of its SD chain (generation 0 = CE, methods §3.4), per generation. Not
   each seed's Spearman ρ: ρ saturates at ±1, so a trend that is monotone in every seed,
   the strongest evidence there is, would have zero spread. Mean per-seed ρ is reported.
 
@@ -88,7 +88,7 @@ PP = "pp"
 
 @dataclass(frozen=True)
 class CheckConfig:
-    """The config's ``compare`` block (SPEC §5 comparison points, SPEC §6 test settings)."""
+    """The config's ``compare`` block (methods §5 comparison points, methods §6 test settings)."""
 
     ls_eps: float
     er_beta: float
@@ -127,7 +127,7 @@ class CheckConfig:
 
 @dataclass(frozen=True)
 class Stat:
-    """One per-seed statistic summarised over seeds (SPEC §6); ``problem`` is non-empty
+    """One per-seed statistic summarised over seeds (methods §6); ``problem`` is non-empty
     when its interval cannot be used (too few seeds, zero spread, nothing paired)."""
 
     name: str
@@ -155,7 +155,7 @@ class Stat:
 
 
 def mde(sd: float, n: int, confidence: float, power: float) -> float:
-    """Minimal detectable effect, (t_{1−α/2, n−1} + t_{power, n−1}) · sd / √n (SPEC §6)."""
+    """Minimal detectable effect, (t_{1−α/2, n−1} + t_{power, n−1}) · sd / √n (methods §6)."""
     if n < 2 or not sd > 0:
         return math.nan
     q = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) + stats.t.ppf(power, n - 1)
@@ -177,7 +177,7 @@ def _problem(values: np.ndarray, unit: str) -> str:
 
 def seed_stat(name: str, unit: str, per_seed: pd.Series | np.ndarray,
               cfg: CheckConfig) -> Stat:
-    """Mean over seeds, Student-t interval (n − 1 df), t-test p, MDE (SPEC §6)."""
+    """Mean over seeds, Student-t interval (n − 1 df), t-test p, MDE (methods §6)."""
     d = np.asarray(per_seed, dtype=float)
     d = d[np.isfinite(d)]
     n = len(d)
@@ -314,7 +314,7 @@ def claim_1(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
 
 def claim_2(metrics: pd.DataFrame, cfg: CheckConfig) -> Evidence:
     """Claim 2: per-seed slope over generations 0..G of test entropy and of the train-split
-    diversity (cd_entropy_max: what the next student is taught with, SPEC §4), both > 0."""
+    diversity (cd_entropy_max: what the next student is taught with, methods §4), both > 0."""
     test = sd_chain(metrics[metrics["split"] == "test"])
     train = sd_chain(metrics[metrics["split"] == "train"])
     if not (test["gen"] >= 1).any():
@@ -334,7 +334,7 @@ def claim_2(metrics: pd.DataFrame, cfg: CheckConfig) -> Evidence:
 
 def _match(val: pd.DataFrame, method: str, target: float,
            cfg: CheckConfig) -> tuple[str | None, str, str]:
-    """SPEC §5 E2 on the validation split: the ``method`` setting closest to SD's seed-mean
+    """methods §5 E2 on the validation split: the ``method`` setting closest to SD's seed-mean
     val entropy ``target`` (ties: smaller param). Returns (param, note, short note); param
     is None when the sweep does not bracket the target or the gap exceeds
     ``compare.entropy_tolerance``."""
@@ -444,7 +444,7 @@ def claim_p(ev: Evidence) -> float:
 
 
 def decide(ev: Evidence, p_holm: float, cfg: CheckConfig) -> tuple[str, str]:
-    """(verdict, reason), SPEC §6 rules in order: untestable, contradicted, supported,
+    """(verdict, reason), methods §6 rules in order: untestable, contradicted, supported,
     no effect, inconclusive."""
     if ev.fixed:
         return ev.fixed
@@ -496,16 +496,16 @@ def _pair_rows(m: pd.DataFrame, cfg: CheckConfig) -> list[dict[str, Any]]:
 
 
 def evaluate(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per dataset × arch × SPEC §1 claim (SPEC §6), columns ``CLAIM_COLUMNS``.
+    """One row per dataset × arch × methods §1 claim (methods §6), columns ``CLAIM_COLUMNS``.
 
-    ``metrics`` has the ``results/metrics.csv`` columns (SPEC §7); ``compare`` is the
+    ``metrics`` has the ``results/metrics.csv`` columns (methods §7); ``compare`` is the
     config's ``compare`` block (comparison points and test settings, see the module doc).
     """
     cfg = CheckConfig.from_compare(compare)
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics: missing columns {missing}; pass results/metrics.csv "
-                         "(SPEC §7 tidy table)")
+                         "(methods §7 tidy table)")
     rows = []
     for dataset, arch in pairs(metrics):
         for row in _pair_rows(one_pair(metrics, dataset, arch), cfg):
@@ -555,7 +555,7 @@ def _mde_lines(table: pd.DataFrame, margin: float) -> str:
 def _notes(cfg: CheckConfig, table: pd.DataFrame) -> str:
     c, m = f"{100 * cfg.confidence:g} %", cfg.margin_pp
     why = MARGIN_REASON if m < 0.6 else "NOT below the smallest published SD gain (+0.6 pp)"
-    return f"""## How to read the verdicts (SPEC §6)
+    return f"""## How to read the verdicts (methods §6)
 
 - **supported**: every deciding {c} interval lies above 0 and the claim's Holm-adjusted
   p < {cfg.alpha:.2g}. **contradicted**: an interval lies entirely below 0 (the data go the
@@ -594,7 +594,7 @@ def _markdown(table: pd.DataFrame, cfg: CheckConfig) -> str:
                         for r in table.itertuples())
     header = ["dataset", "arch", "claim", "verdict", "value", f"{100 * cfg.confidence:g} % interval",
               "Holm p", "MDE", "seeds"]
-    return ("# Claims check (SPEC §6)\n\n" + _summary_lines(table) + "\n\n"
+    return ("# Claims check (methods §6)\n\n" + _summary_lines(table) + "\n\n"
             + markdown_table(header, rows, 4) + "\n## Details\n\n" + details + "\n\n"
             + _notes(cfg, table))
 
@@ -609,7 +609,7 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 def render_claims(metrics_path: str | Path, md_out: str | Path, csv_out: str | Path,
                   sidecar: str | Path, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """Write ``claims.csv``, ``claims.md`` and the sidecar from :func:`evaluate` (SPEC §6)."""
+    """Write ``claims.csv``, ``claims.md`` and the sidecar from :func:`evaluate` (methods §6)."""
     started = time.perf_counter()
     table = evaluate(read_metrics(metrics_path), compare)
     write_csv(csv_out, _records(table), CLAIM_COLUMNS)

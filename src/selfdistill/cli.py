@@ -8,7 +8,7 @@ path), watch a results tree.
         --gen 1 --teacher runs/ce0/model.pt --seed 0 --config my.yaml --out runs/sd1
     python -m selfdistill progress results --watch 30
 
-Every recipe field (TrainConfig, SPEC §2), method option (selfdistill.methods, SPEC §3) and
+Every recipe field (TrainConfig, methods §2), method option (selfdistill.methods, methods §3) and
 dataset-block key (selfdistill.sources) is a flag. ``--config FILE`` takes the blocks of
 config/config.yaml that apply to one run or one dataset (train, methods, execution,
 datasets); flags given explicitly override the file, the file overrides the code defaults.
@@ -111,7 +111,7 @@ def _keyword_defaults(module: str, name: str) -> dict[str, Any]:
 
 
 def method_options(m: Method) -> dict[str, Any]:
-    """``m.options()`` (SPEC §3: the loss's keyword defaults, then the objective's), read
+    """``m.options()`` (methods §3: the loss's keyword defaults, then the objective's), read
     without importing torch; the imported registry when a default is not a literal."""
     found: dict[str, Any] = {}
     try:
@@ -125,7 +125,7 @@ def method_options(m: Method) -> dict[str, Any]:
 
 
 def train_fields() -> tuple[Field, ...]:
-    """TrainConfig's fields (SPEC §2 recipe and execution switches) in declaration order."""
+    """TrainConfig's fields (methods §2 recipe and execution switches) in declaration order."""
     try:
         node = _top("train", "TrainConfig")
         return tuple(Field(n.target.id, ast.unparse(n.annotation),
@@ -174,27 +174,27 @@ def package_version() -> str:
 # --------------------------------------------------------------------------- keys and flags
 
 # Where each TrainConfig field lives in config/config.yaml: the dataset block (augmentation)
-# or the execution block; every other field is the train block (SPEC §2 recipe).
+# or the execution block; every other field is the train block (methods §2 recipe).
 DATASET_FIELDS = ("augment", "augment_padding")
 EXECUTION_FIELDS = ("deterministic", "checkpoint_every", "channels_last", "precision",
                     "compile", "eval_batch_size")
 _FIELD_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
-    "epochs": ("training epochs (SPEC §2)", {"low": 1}),
-    "milestones": ("epochs after which the lr is multiplied by gamma (SPEC §2)", {}),
-    "batch_size": ("mini-batch size, last partial batch kept (SPEC §2)", {"low": 1}),
-    "lr": ("SGD learning rate (SPEC §2)", {"low": 0, "open_low": True}),
-    "momentum": ("SGD momentum (SPEC §2)", {"low": 0, "high": 1, "open_high": True}),
-    "weight_decay": ("SGD weight decay (SPEC §2)", {"low": 0}),
-    "nesterov": ("Nesterov momentum (SPEC §2: off)", {}),
-    "gamma": ("lr factor at each milestone (SPEC §2)", {"low": 0, "open_low": True}),
-    "augment": ("training augmentation (SPEC §2; the workflow takes it from "
+    "epochs": ("training epochs (methods §2)", {"low": 1}),
+    "milestones": ("epochs after which the lr is multiplied by gamma (methods §2)", {}),
+    "batch_size": ("mini-batch size, last partial batch kept (methods §2)", {"low": 1}),
+    "lr": ("SGD learning rate (methods §2)", {"low": 0, "open_low": True}),
+    "momentum": ("SGD momentum (methods §2)", {"low": 0, "high": 1, "open_high": True}),
+    "weight_decay": ("SGD weight decay (methods §2)", {"low": 0}),
+    "nesterov": ("Nesterov momentum (methods §2: off)", {}),
+    "gamma": ("lr factor at each milestone (methods §2)", {"low": 0, "open_low": True}),
+    "augment": ("training augmentation (methods §2; the workflow takes it from "
                 "datasets.<name>.augment)", {}),
-    "augment_padding": ("crop padding in pixels (SPEC §2)", {"low": 0}),
+    "augment_padding": ("crop padding in pixels (methods §2)", {"low": 0}),
     "eval_batch_size": ("batch size of evaluation passes", {"low": 1}),
     "checkpoint_every": ("epochs between resume checkpoints", {"low": 1}),
     "channels_last": ("channels_last memory format (2D models)", {}),
     "precision": ("arithmetic on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; plain fp32 "
-                  "on CPU (SPEC §2)", {}),
+                  "on CPU (methods §2)", {}),
     "compile": ("torch.compile the trained network", {}),
     "deterministic": ("deterministic kernels (bit-identical on CPU)", {}),
     "device": ("auto: CUDA when available, else CPU; or cpu, cuda, cuda:N", {}),
@@ -217,7 +217,7 @@ def _field_key(f: Field) -> Key:
 def _option_key(m: Method, option: str, default: Any) -> Key:
     """The typed check of method option ``option``: the default's type, the registry's Range."""
     allowed = m.ranges.get(option, Range())
-    doc = f"{m.label} {option} (SPEC §{m.section})"
+    doc = f"{m.label} {option} (methods §{m.section})"
     if isinstance(default, bool):
         return Key("bool", doc, default=default)
     if allowed.choices or isinstance(default, str):
@@ -249,7 +249,7 @@ def _arg_type(key: Key) -> Callable[[str], Any]:
 
 
 def default_milestones(epochs: int) -> tuple[int, ...]:
-    """Milestones when none are given: SPEC §2's ResNet rule, the lr falls x gamma after
+    """Milestones when none are given: methods §2's ResNet rule, the lr falls x gamma after
     epochs round(E/3) and round(2E/3). Decision for small E: a milestone of 0 (before any
     training) or of E (after the last epoch: no effect) is dropped, and one that both rules
     give is kept once, so the lr never falls twice at one epoch (E=2: one fall, after epoch
@@ -282,7 +282,7 @@ class _Opt:
 
 
 _RUN_EXECUTION = (Field("device", "str", "auto"), Field("threads", "int", 1))
-_CLI_DEFAULTS = {"epochs": 150, "milestones": None}  # SPEC §2; None: default_milestones(E)
+_CLI_DEFAULTS = {"epochs": 150, "milestones": None}  # methods §2; None: default_milestones(E)
 
 
 def _field_opt(f: Field) -> _Opt:
@@ -295,7 +295,7 @@ def _field_opt(f: Field) -> _Opt:
 
 def recipe_opts() -> dict[str, tuple[_Opt, ...]]:
     """TrainConfig's fields (but the seed) and the run's device and threads, by the
-    config/config.yaml block that holds them: train (SPEC §2 recipe), dataset, execution."""
+    config/config.yaml block that holds them: train (methods §2 recipe), dataset, execution."""
     fields = [f for f in train_fields() if f.name != "seed"]
     in_train = [f for f in fields if f.name not in (*DATASET_FIELDS, *EXECUTION_FIELDS)]
     return {"train": tuple(map(_field_opt, in_train)),
@@ -314,7 +314,7 @@ def _add_opt(group: Any, opt: _Opt) -> None:
     """One flag checked by ``opt.key``. Its default is shown, not set (the subparser's
     defaults are SUPPRESS): the namespace holds only explicit flags, which override --config."""
     key = opt.key
-    shown = ("round(E/3) and round(2E/3) without 0, E and repeats (SPEC §2; see "
+    shown = ("round(E/3) and round(2E/3) without 0, E and repeats (methods §2; see "
              "default_milestones)" if opt.many and opt.default is None else opt.default)
     allowed = "" if key.kind in ("bool", "choice", "text") else f": {key.expected()}"
     help_text = f"{key.doc}{allowed}{' each' if opt.many else ''} (default: {shown})"
@@ -382,7 +382,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def load_config(path: str) -> dict[str, dict[str, Any]]:
     """The blocks of a --config file, every key checked (unknown key -> UsageError naming
     it): ``train`` and ``execution`` hold settings, ``methods`` one block per method of the
-    registry (SPEC §3), ``datasets`` one dataset block per name (checked by prepare)."""
+    registry (methods §3), ``datasets`` one dataset block per name (checked by prepare)."""
     import yaml
 
     try:
@@ -448,7 +448,7 @@ def _nonnegative_int(text: str) -> int:
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train one network (SPEC §2 recipe, §3 methods)",
+    p = sub.add_parser("train", help="train one network (methods §2 recipe, §3 methods)",
                        argument_default=argparse.SUPPRESS,
                        description="Train one network and write model.pt, history.csv, "
                                    "preds.npz and run.json into --out. Precedence: explicit "
@@ -458,7 +458,7 @@ def _train_parser(sub: Any) -> None:
     run.add_argument("--arch", required=True, choices=model_names(),
                      help="network (selfdistill.models.MODELS)")
     run.add_argument("--method", required=True, choices=list(METHODS),
-                     help="objective (selfdistill.methods.METHODS, SPEC §3)")
+                     help="objective (selfdistill.methods.METHODS, methods §3)")
     strengths = "; ".join(f"{m.name} {m.swept} ({m.symbol}) {m.ranges.get(m.swept, Range())}"
                           for m in SWEPT)
     run.add_argument("--param", type=float, metavar="VALUE",
@@ -468,7 +468,7 @@ def _train_parser(sub: Any) -> None:
     run.add_argument("--gen", type=_nonnegative_int,
                      help="SD generation, >= 1 for sd, 0 otherwise (default: 0)")
     run.add_argument("--teacher", metavar="MODEL_PT",
-                     help="sd only: model.pt of generation gen-1 (SPEC §3.4) (default: none)")
+                     help="sd only: model.pt of generation gen-1 (methods §3.4) (default: none)")
     run.add_argument("--out", required=True, help="output run directory")
     run.add_argument("--config", metavar="FILE",
                      help="YAML with config/config.yaml's blocks train, methods, execution and "
@@ -477,8 +477,8 @@ def _train_parser(sub: Any) -> None:
     run.add_argument("--dataset", metavar="NAME",
                      help="which datasets block of --config holds the augmentation "
                           "(default: its only block)")
-    titles = {"train": "recipe (--config block train, SPEC §2)",
-              "dataset": "augmentation (--config block datasets.<name>, SPEC §2)",
+    titles = {"train": "recipe (--config block train, methods §2)",
+              "dataset": "augmentation (--config block datasets.<name>, methods §2)",
               "execution": "execution (--config block execution)"}
     for block, opts in recipe_opts().items():
         group = p.add_argument_group(titles[block])
@@ -486,7 +486,7 @@ def _train_parser(sub: Any) -> None:
             _add_opt(group, opt)
     for m in METHODS.values():
         group = p.add_argument_group(f"{m.label} options (--config block methods.{m.name}, "
-                                     f"SPEC §{m.section}; used with --method {m.name})")
+                                     f"methods §{m.section}; used with --method {m.name})")
         for opt in method_opts(m):
             _add_opt(group, opt)
 
@@ -495,11 +495,11 @@ def _check_strength(m: Method, param: float | None) -> None:
     """--param given exactly when ``m`` has a strength, inside the registry's Range."""
     if m.swept is None:
         if param is not None:
-            raise UsageError(f"--param {param}: method {m.name} has no strength (SPEC "
+            raise UsageError(f"--param {param}: method {m.name} has no strength (methods "
                              f"§{m.section}); remove --param")
         return
     allowed = m.ranges.get(m.swept, Range())
-    what = f"{m.label} {m.swept} ({m.symbol}, SPEC §{m.section})"
+    what = f"{m.label} {m.swept} ({m.symbol}, methods §{m.section})"
     if param is None:
         raise UsageError(f"--param: method {m.name} needs its strength {what}: add --param "
                          f"VALUE (allowed: {allowed})")
@@ -509,17 +509,17 @@ def _check_strength(m: Method, param: float | None) -> None:
 
 
 def _check_generation(m: Method, gen: int, teacher: str | None) -> None:
-    """SD (SPEC §3.4) trains generation gen >= 1 against generation gen-1's model.pt."""
+    """SD (methods §3.4) trains generation gen >= 1 against generation gen-1's model.pt."""
     if m.name == "sd":
         if gen < 1:
             raise UsageError("--gen: sd trains generation >= 1 against the previous one "
-                             "(generation 0 is the ce run, SPEC §3.4); add --gen 1 or more")
+                             "(generation 0 is the ce run, methods §3.4); add --gen 1 or more")
         if not teacher:
-            raise UsageError("--teacher: sd needs the model.pt of generation gen-1 (SPEC "
+            raise UsageError("--teacher: sd needs the model.pt of generation gen-1 (methods "
                              "§3.4); add --teacher RUN_DIR/model.pt")
     elif gen != 0 or teacher:
         flag = f"--gen {gen}" if gen != 0 else "--teacher"
-        raise UsageError(f"{flag}: only sd has generations and a teacher (SPEC §3.4); remove "
+        raise UsageError(f"{flag}: only sd has generations and a teacher (methods §3.4); remove "
                          f"it or use --method sd")
 
 
@@ -624,7 +624,7 @@ def _source_key_help(name: str, keys: Mapping[str, Key]) -> str:
 def _prepare_parser(sub: Any) -> None:
     from .sources import SOURCES
 
-    p = sub.add_parser("prepare", help="prepare a dataset of any source (SPEC §5)",
+    p = sub.add_parser("prepare", help="prepare a dataset of any source (methods §5)",
                        argument_default=argparse.SUPPRESS,
                        description="Check a dataset block (selfdistill.sources."
                                    "validate_dataset) and prepare it into --out. Precedence: "
@@ -670,7 +670,7 @@ def _checked_flags(source: Source, block: dict[str, Any], flagged: set[str]) -> 
 
 
 def _validated(name: str, block: Mapping[str, Any], flagged: set[str], prefix: str) -> None:
-    """validate_dataset (SPEC §2, §5), its messages naming the flag or the file's key."""
+    """validate_dataset (methods §2, §5), its messages naming the flag or the file's key."""
     from .sources import validate_dataset
 
     try:

@@ -1,12 +1,12 @@
 """GPU-hour ESTIMATES of a config's grid, from counted FLOPs and operator counts.
 
 Nothing here is measured on a GPU: every number is an estimate until a GPU run replaces
-it (docs/paper_scale.md). Per network of an experiment (SPEC §2 recipe, SPEC §3 methods):
+it (docs/paper_scale.md). Per network of an experiment (methods §2 recipe, methods §3 methods):
 
 - work per epoch: every training image once through forward + backward
   (:func:`selfdistill.bench.flops_per_image`, torch's ``FlopCounterMode``), plus one
-  extra forward per image for SD generations >= 1 (the teacher, SPEC §3.4) and BS (the EMA
-  ranking network, SPEC §3.5), plus one evaluation forward over the validation split;
+  extra forward per image for SD generations >= 1 (the teacher, methods §3.4) and BS (the EMA
+  ranking network, methods §3.5), plus one evaluation forward over the validation split;
   after training, one forward over the train, validation and test splits (``preds.npz``);
 - time: the larger of (a) those FLOPs at an assumed share ``utilisation`` of the H200's
   dense peak for the precision (:data:`H200_PEAK`) and (b) a launch floor: the operators
@@ -59,8 +59,8 @@ SECONDS_PER_OP = 5e-6
 (dispatch + kernel launch); the GPU cannot finish a step faster than its operators launch."""
 
 AUXILIARY_FORWARDS = {"sd": 1, "bs": 1}
-"""Extra forward passes per training image: SD's teacher (SPEC §3.4; generation 0 is the
-CE run), BS's EMA ranking network (SPEC §3.5)."""
+"""Extra forward passes per training image: SD's teacher (methods §3.4; generation 0 is the
+CE run), BS's EMA ranking network (methods §3.5)."""
 
 EVAL_BATCH = 1024  # TrainConfig.eval_batch_size: batches of the evaluation forwards
 

@@ -1,4 +1,4 @@
-"""The prepared-data format (SPEC §2 validation hold-out, §5 datasets) and its dispatcher.
+"""The prepared-data format (methods §2 validation hold-out, §5 datasets) and its dispatcher.
 
 A prepared dataset is a directory with ``train.npz``, ``val.npz``, ``test.npz`` (arrays
 ``x`` and ``y``) and ``manifest.json`` (sizes, class counts, seeds, shapes, normalisation,

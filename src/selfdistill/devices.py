@@ -1,4 +1,4 @@
-"""One device per training job, chosen once and loudly (SPEC §2: no hard-coded CUDA).
+"""One device per training job, chosen once and loudly (methods §2: no hard-coded CUDA).
 
 :func:`acquire_device` turns ``execution.device`` and ``resources.gpu`` into a
 :class:`DeviceLease`:

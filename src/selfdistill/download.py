@@ -1,4 +1,4 @@
-"""Verified downloads of the paper-scale datasets (SPEC §2 data, §5 paper-scale grid).
+"""Verified downloads of the paper-scale datasets (methods §2 data, §5 paper-scale grid).
 
 Every archive is fetched with ``urllib`` from its official URL, or from a mirror (the
 dataset block's ``mirror``: a base URL or a local directory holding files of the same
@@ -316,7 +316,7 @@ def ensure_archives(source: str, params: Mapping[str, Any],
 
 def download_source(source: str, params: Mapping[str, Any],
                     dest_dir: str | Path) -> list[dict[str, Any]]:
-    """The ``download`` rule: fetch and verify every archive ``source`` needs (SPEC §5)."""
+    """The ``download`` rule: fetch and verify every archive ``source`` needs (methods §5)."""
     records = ensure_archives(source, params, dest_dir)
     for r in records:
         log.info("%s ok: sha256 %s, verified by %s", r["file"], r["sha256"],

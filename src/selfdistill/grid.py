@@ -4,11 +4,11 @@ Takes the already-loaded config mapping (the package never reads config files it
 A run is identified by (dataset, arch, method, param, seed, gen); its directory is
 ``RUN_PATTERN`` filled in by :func:`run_dir`, the one spelling of a run's path (the rules'
 wildcard paths are :func:`run_pattern`). SD generation g >= 1 is taught by generation g-1
-of the same seed; generation 0 is the CE run (SPEC §3.4). Methods and their sweep keys
+of the same seed; generation 0 is the CE run (methods §3.4). Methods and their sweep keys
 come from the registry :data:`selfdistill.methods.METHODS`.
 
 "No strength" (ce, sd) is spelled once per layer: ``None`` in Python, ``none`` in paths
-and wildcards (``NO_PARAM``), empty in CSVs (SPEC §7); :func:`path_param`,
+and wildcards (``NO_PARAM``), empty in CSVs (methods §7); :func:`path_param`,
 :func:`csv_param` and :func:`parse_param` are the only conversions.
 
 The config is checked whole before any job runs: :func:`coerce_config` turns numbers and
@@ -32,7 +32,7 @@ __all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "NO_PARAM", "RUN_PATTER
 
 NO_PARAM = "none"
 RUN_PATTERN = "{root}/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
-CHAIN = ("ce", "sd")  # SPEC §3.4: generation 0 (CE) and the SD generations it starts
+CHAIN = ("ce", "sd")  # methods §3.4: generation 0 (CE) and the SD generations it starts
 
 
 def parse_param(text: str | float | None) -> float | None:
@@ -47,7 +47,7 @@ def path_param(value: str | float | None) -> str:
 
 
 def csv_param(value: str | float | None) -> str:
-    """CSV spelling of a strength (SPEC §7 ``param``): as in paths, but empty when absent."""
+    """CSV spelling of a strength (methods §7 ``param``): as in paths, but empty when absent."""
     v = parse_param(value)
     return "" if v is None else f"{v:g}"
 
@@ -78,7 +78,7 @@ def run_pattern(root: str = "results") -> str:
 
 
 def teacher_of(run: Run) -> Run | None:
-    """The SD teacher: generation g-1 of SD, or the CE run for g = 1 (SPEC §3.4)."""
+    """The SD teacher: generation g-1 of SD, or the CE run for g = 1 (methods §3.4)."""
     if run.method != "sd":
         return None
     if run.gen == 1:
@@ -177,7 +177,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
 def _check_experiment(config: Mapping[str, Any], i: int, exp: Mapping[str, Any],
                       where: str) -> None:
     """One experiment block: milestones within epochs, every compare point swept, and the
-    SD generation that E3/E4 compare (SPEC §5) trained."""
+    SD generation that E3/E4 compare (methods §5) trained."""
     tr = exp["train"]
     bad = [m for m in tr["milestones"] if m > tr["epochs"]]
     if bad:
@@ -196,9 +196,9 @@ def _check_experiment(config: Mapping[str, Any], i: int, exp: Mapping[str, Any],
         trains = (f"SD generations 1..{gens} only" if gens else
                   "no SD network (only the CE generation 0)")
         fix = (f"raise {key} to {sd_gen} or lower compare.sd_gen to at most {gens}" if gens
-               else f"set {key} to {sd_gen} or more (SPEC §5 E1 uses 4)")
+               else f"set {key} to {sd_gen} or more (methods §5 E1 uses 4)")
         raise ValueError(f"{where}: {key}={gens} trains {trains}, but E3/E4 and the claims "
-                         f"check compare SD generation compare.sd_gen={sd_gen} (SPEC §5); "
+                         f"check compare SD generation compare.sd_gen={sd_gen} (methods §5); "
                          f"{fix}.")
 
 
@@ -305,7 +305,7 @@ def run_params(config: Mapping[str, Any], run: Run, root: str = "results") -> di
 
     Exactly what the network's numbers depend on, so that as a training rule's ``params``
     (a Snakemake rerun trigger) it reruns a network only when the network would come out
-    different: the SPEC §2 recipe, its data, seed and teacher, its own method block
+    different: the methods §2 recipe, its data, seed and teacher, its own method block
     ``methods.<method>`` (not another method's settings), device, kernel switches (with
     ``execution.precision``: fp32, tf32 or bf16 change a GPU run's numbers) and
     ``execution.threads`` (CPU kernels split their sums by thread count, so another count

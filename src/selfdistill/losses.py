@@ -1,9 +1,9 @@
-"""Training objectives, exactly as SPEC §3 (public names of SPEC §7).
+"""Training objectives, exactly as methods §3 (public names of methods §7).
 
 Every function takes the logits ``[n, K]`` of the network being trained and int64
 targets ``[n]`` and returns the batch-mean loss as a scalar tensor. Gradients flow into
 ``logits`` only: teacher and ranking-network logits are detached here, whatever the caller
-passes. ``log p`` is computed with ``log_softmax`` (SPEC §3, not ``log(p + 1e-8)``).
+passes. ``log p`` is computed with ``log_softmax`` (methods §3, not ``log(p + 1e-8)``).
 Keyword defaults here (SD's alpha and T, BS's alpha, LS's spread) are the methods' only
 defaults: :mod:`selfdistill.methods` reads them as each method's config options.
 """
@@ -33,14 +33,14 @@ def soft_cross_entropy(target_probs: Tensor, logits: Tensor) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """CE, SPEC §3.1: mean of -log p_y."""
+    """CE, methods §3.1: mean of -log p_y."""
     return F.cross_entropy(logits, targets)
 
 
 def smoothed_targets(targets: Tensor, num_classes: int, on_value: Tensor | float) -> Tensor:
     """Targets ``[n, K]``: ``on_value`` on y, (1 - on)/(K - 1) on every other class.
 
-    The paper's convention (SPEC §3.2, §3.5). ``on_value`` is a scalar or one value per
+    The paper's convention (methods §3.2, §3.5). ``on_value`` is a scalar or one value per
     example ``[n]`` (Beta smoothing).
     """
     on = torch.as_tensor(on_value, dtype=torch.float32, device=targets.device)
@@ -52,7 +52,7 @@ def smoothed_targets(targets: Tensor, num_classes: int, on_value: Tensor | float
 
 def label_smoothing(logits: Tensor, targets: Tensor, eps: float,
                     spread: str = "others") -> Tensor:
-    """LS, SPEC §3.2: H(q, p) with q = 1-ε on y and ε/(K-1) elsewhere; no CE mixing.
+    """LS, methods §3.2: H(q, p) with q = 1-ε on y and ε/(K-1) elsewhere; no CE mixing.
 
     ``spread="uniform"`` is the optional ε/K convention (q = 1-ε+ε/K on y, ε/K elsewhere).
     """
@@ -68,7 +68,7 @@ def label_smoothing(logits: Tensor, targets: Tensor, eps: float,
 
 
 def entropy_regularized(logits: Tensor, targets: Tensor, beta: float) -> Tensor:
-    """ER (confidence penalty), SPEC §3.3: CE - β·mean_i H(p_i), H(p) = -Σ p log p."""
+    """ER (confidence penalty), methods §3.3: CE - β·mean_i H(p_i), H(p) = -Σ p log p."""
     log_p = F.log_softmax(logits, dim=1)  # [n, K]
     entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
     return F.nll_loss(log_p, targets) - beta * entropy
@@ -77,10 +77,10 @@ def entropy_regularized(logits: Tensor, targets: Tensor, beta: float) -> Tensor:
 def self_distillation(logits: Tensor, targets: Tensor, teacher_logits: Tensor,
                       alpha: float = 0.4, temperature: float = 4.0,
                       student_temperature: bool = False, t_squared: bool = False) -> Tensor:
-    """SD, SPEC §3.4: (1-α)·CE + α·H(softmax(z_t/T), p_student).
+    """SD, methods §3.4: (1-α)·CE + α·H(softmax(z_t/T), p_student).
 
     The student is NOT divided by T and there is no T² factor unless the options
-    ``student_temperature`` / ``t_squared`` (off by default, SPEC §3.4) ask for them.
+    ``student_temperature`` / ``t_squared`` (off by default, methods §3.4) ask for them.
     """
     q = F.softmax(teacher_logits.detach().float() / temperature, dim=1)  # [n, K]
     student = logits / temperature if student_temperature else logits
@@ -92,7 +92,7 @@ def self_distillation(logits: Tensor, targets: Tensor, teacher_logits: Tensor,
 
 def beta_targets(targets: Tensor, num_classes: int, ranking_logits: Tensor,
                  beta_samples: Tensor) -> Tensor:
-    """Beta-smoothing targets, SPEC §3.5 steps 2-4.
+    """Beta-smoothing targets, methods §3.5 steps 2-4.
 
     c_i = ranking network's probability of y_i; the sorted Beta(a, 1) draws are paired by
     rank with the sorted c (least confident example gets the smallest b); target is b_i on
@@ -112,7 +112,7 @@ def beta_targets(targets: Tensor, num_classes: int, ranking_logits: Tensor,
 
 def beta_smoothing(logits: Tensor, targets: Tensor, ranking_logits: Tensor,
                    beta_samples: Tensor, alpha: float = 0.6) -> Tensor:
-    """BS, SPEC §3.5 step 5: (1-α)·CE + α·mean_i H(target_i, p_i)."""
+    """BS, methods §3.5 step 5: (1-α)·CE + α·mean_i H(target_i, p_i)."""
     q = beta_targets(targets, logits.shape[1], ranking_logits, beta_samples)
     return (1.0 - alpha) * F.cross_entropy(logits, targets) + alpha * soft_cross_entropy(q, logits)
 

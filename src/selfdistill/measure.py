@@ -1,4 +1,4 @@
-"""From saved predictions to the tidy metric tables (SPEC §4, §7).
+"""From saved predictions to the tidy metric tables (methods §4, §7).
 
 Numpy and the csv module only, so measure jobs start fast (no torch import).
 """
@@ -37,7 +37,7 @@ def measure_run(preds_path: str | Path, run: Mapping[str, Any], metrics_out: str
                 reliability_out: str | Path, ece_bins: int = 20, cd_bins: int = 20) -> None:
     """One row per split in ``metrics_out``; per-bin reliability data in ``reliability_out``.
 
-    Probabilities are recomputed from the saved logits in float64 (SPEC §4: any metric
+    Probabilities are recomputed from the saved logits in float64 (methods §4: any metric
     can be recomputed from the intermediate files).
     """
     fields = _run_fields(run)

@@ -1,13 +1,13 @@
-"""The method registry: every fact about a training method (SPEC §3), in one place.
+"""The method registry: every fact about a training method (methods §3), in one place.
 
 ``METHODS`` maps a method's name (config block key, path segment, ``method`` column of
-``metrics.csv``, SPEC §7) to its :class:`Method`: display label, objective class, loss
-function, the constructor keyword the grid sweeps and its symbol, and its SPEC section.
+``metrics.csv``, methods §7) to its :class:`Method`: display label, objective class, loss
+function, the constructor keyword the grid sweeps and its symbol, and its methods section.
 Everything else is derived from an entry, never written out again:
 
 - ``sweep_key`` (``ls_eps``, ``er_beta``, ``bs_a``): the ``sweeps:``/``compare:`` config keys;
 - ``options()``: the method's config options and their defaults, read from the signatures
-  of its loss (SPEC §7) and objective constructor, so each default exists once, in code.
+  of its loss (methods §7) and objective constructor, so each default exists once, in code.
 
 A method's config block holds exactly those keyword arguments (as in torchdistill's
 ``{key: 'KDLoss', kwargs: {...}}``): ``methods: {sd: {alpha: 0.4, temperature: 4.0}}``.
@@ -72,15 +72,15 @@ class NanRisk:
 
 @dataclass(frozen=True)
 class Method:
-    """One training method of SPEC §3 and where its code lives."""
+    """One training method of methods §3 and where its code lives."""
 
-    name: str  # "sd": config block key, path segment, metrics.csv `method` (SPEC §7)
+    name: str  # "sd": config block key, path segment, metrics.csv `method` (methods §7)
     label: str  # "SD": tables and figures
     objective_name: str  # its class in selfdistill.objectives
-    loss_name: str  # its function in selfdistill.losses (SPEC §7)
+    loss_name: str  # its function in selfdistill.losses (methods §7)
     swept: str | None  # the constructor keyword the grid sweeps ("eps"); None: not swept
     symbol: str | None  # that strength's symbol in labels ("ε")
-    section: str  # its SPEC section ("3.4")
+    section: str  # its methods section ("3.4")
     # allowed values of the swept strength and of the options (keyword -> Range)
     ranges: Mapping[str, Range] = field(default_factory=dict, hash=False)
     # keywords that can make the loss non-finite (keyword -> NanRisk), and a cause that
@@ -127,7 +127,7 @@ class Method:
         unknown = sorted(set(given or {}) - set(defaults))
         if unknown:
             raise ValueError(f"methods.{self.name}: unknown option(s) {unknown}; {self.name} "
-                             f"(SPEC §{self.section}) accepts {sorted(defaults) or 'none'}. "
+                             f"(methods §{self.section}) accepts {sorted(defaults) or 'none'}. "
                              f"Remove or correct them.")
         return {**defaults, **(given or {})}
 
@@ -151,7 +151,7 @@ class Method:
         as its keyword, and the resolved ``options`` as keyword arguments."""
         if self.swept is not None and param is None:
             raise ValueError(f"method {self.name} needs its strength {self.swept} "
-                             f"({self.symbol}, SPEC §{self.section}) as param")
+                             f"({self.symbol}, methods §{self.section}) as param")
         swept = {} if self.swept is None else {self.swept: float(param)}  # type: ignore[arg-type]
         return self.objective(**state, **swept, **self.resolve(options))
 

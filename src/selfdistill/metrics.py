@@ -1,4 +1,4 @@
-"""Evaluation metrics, SPEC §4 (public names of SPEC §7).
+"""Evaluation metrics, methods §4 (public names of methods §7).
 
 Inputs are probabilities ``[n, K]`` and integer targets ``[n]``, as numpy arrays or torch
 tensors; outputs are Python floats. Implemented in numpy (float64) so that the measure
@@ -46,13 +46,13 @@ def softmax(logits: Any) -> np.ndarray:
 
 
 def accuracy(probs: Any, targets: Any) -> float:
-    """Top-1 accuracy as a fraction (SPEC §4)."""
+    """Top-1 accuracy as a fraction (methods §4)."""
     p, y = _check(probs, targets)
     return float(np.mean(p.argmax(axis=1) == y))
 
 
 def nll(probs: Any, targets: Any) -> float:
-    """Mean -log p_y in nats (SPEC §4); p_y is floored at the smallest positive float64."""
+    """Mean -log p_y in nats (methods §4); p_y is floored at the smallest positive float64."""
     p, y = _check(probs, targets)
     p_y = np.maximum(p[np.arange(len(y)), y], np.finfo(np.float64).tiny)
     return float(-np.mean(np.log(p_y)))
@@ -61,7 +61,7 @@ def nll(probs: Any, targets: Any) -> float:
 def reliability_bins(probs: Any, targets: Any, n_bins: int = 20) -> dict[str, np.ndarray]:
     """Per-bin mean confidence, accuracy and count; confidence = max probability.
 
-    ``n_bins`` equal-width bins over [0, 1], membership (lower, upper] (SPEC §4); a
+    ``n_bins`` equal-width bins over [0, 1], membership (lower, upper] (methods §4); a
     confidence of exactly 0 cannot occur for a probability vector with K >= 1.
     """
     p, y = _check(probs, targets)
@@ -81,14 +81,14 @@ def reliability_bins(probs: Any, targets: Any, n_bins: int = 20) -> dict[str, np
 
 
 def ece(probs: Any, targets: Any, n_bins: int = 20) -> float:
-    """Expected calibration error as a fraction: Σ_b (n_b/n)·|acc_b − conf_b| (SPEC §4)."""
+    """Expected calibration error as a fraction: Σ_b (n_b/n)·|acc_b − conf_b| (methods §4)."""
     bins = reliability_bins(probs, targets, n_bins)
     n = bins["count"].sum()
     return float(np.sum(bins["count"] / n * np.abs(bins["accuracy"] - bins["confidence"])))
 
 
 def mean_entropy(probs: Any) -> float:
-    """Average predictive entropy, mean_i −Σ_k p_ik log p_ik, in nats (SPEC §4)."""
+    """Average predictive entropy, mean_i −Σ_k p_ik log p_ik, in nats (methods §4)."""
     p = _array(probs)
     terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     return float(-terms.sum(axis=1).mean())
@@ -102,7 +102,7 @@ def histogram_entropy(values: np.ndarray, n_bins: int = 20) -> float:
 
 
 def confidence_diversity(probs: Any, targets: Any, n_bins: int = 20) -> dict[str, float]:
-    """Spread of confidences across instances (SPEC §4).
+    """Spread of confidences across instances (methods §4).
 
     For confidence = max probability (``_max``) and = true-class probability (``_true``):
     ``cd_entropy_*`` is the entropy of their histogram over ``n_bins`` bins on [0, 1],
@@ -118,7 +118,7 @@ def confidence_diversity(probs: Any, targets: Any, n_bins: int = 20) -> dict[str
 
 
 def summarize(probs: Any, targets: Any, ece_bins: int = 20, cd_bins: int = 20) -> dict[str, float]:
-    """Every SPEC §4 scalar for one split, keyed by the SPEC §7 column names."""
+    """Every methods §4 scalar for one split, keyed by the methods §7 column names."""
     row = {
         "accuracy": accuracy(probs, targets),
         "nll": nll(probs, targets),

@@ -1,4 +1,4 @@
-"""Network architectures and the ``MODELS`` registry (SPEC §2).
+"""Network architectures and the ``MODELS`` registry (methods §2).
 
 Paper-scale networks are the CIFAR-style ResNet-34 and DenseNet-BC-100 of the authors'
 code; ResNet-18 and the small CPU-scale networks (``mlp``, ``cnn1d``, ``cnn_digits``)
@@ -51,7 +51,7 @@ def cnn1d(num_classes: int, input_shape: tuple[int, ...], width: int = 16) -> nn
 
     Convs of kernel 5, padding 2, strides 1/2/2, so L=40 gives a ``[n, width, 10]``
     feature map (width 16) that is flattened into the linear classifier. BatchNorm matters: the
-    SD teacher runs in eval mode (SPEC §3.4) and the BS EMA network in train mode (§3.5).
+    SD teacher runs in eval mode (methods §3.4) and the BS EMA network in train mode (§3.5).
     """
     if len(input_shape) != 2:
         raise ValueError(f"cnn1d expects input_shape (C, L), got {input_shape}")
@@ -100,7 +100,7 @@ def _image_channels(input_shape: tuple[int, ...], name: str) -> int:
 
 
 class BasicBlock(nn.Module):
-    """Two 3×3 conv-BN layers plus an identity or 1×1 conv-BN shortcut (SPEC §2)."""
+    """Two 3×3 conv-BN layers plus an identity or 1×1 conv-BN shortcut (methods §2)."""
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
@@ -128,7 +128,7 @@ def _resnet_stage(c_in: int, c_out: int, n_blocks: int, stride: int) -> nn.Seque
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet (SPEC §2): 3×3 stem, no max-pool, widths 64-512.
+    """CIFAR-style ResNet (methods §2): 3×3 stem, no max-pool, widths 64-512.
 
     The authors pool with a fixed 4×4 window, which equals a global average pool on the
     4×4 map of a 32 px input; we pool globally so 64 px or 224 px inputs also work.
@@ -155,12 +155,12 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """CIFAR-style ResNet-18, BasicBlock [2, 2, 2, 2] (ours, SPEC §2)."""
+    """CIFAR-style ResNet-18, BasicBlock [2, 2, 2, 2] (ours, methods §2)."""
     return ResNet((2, 2, 2, 2), num_classes, _image_channels(input_shape, "resnet18"))
 
 
 def resnet34(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """CIFAR-style ResNet-34, BasicBlock [3, 4, 6, 3], ~21.3M params at K=100 (SPEC §2)."""
+    """CIFAR-style ResNet-34, BasicBlock [3, 4, 6, 3], ~21.3M params at K=100 (methods §2)."""
     return ResNet((3, 4, 6, 3), num_classes, _image_channels(input_shape, "resnet34"))
 
 
@@ -196,7 +196,7 @@ class Transition(nn.Module):
 
 
 class DenseNetBC(nn.Module):
-    """DenseNet-BC for CIFAR (SPEC §2): 3 dense blocks, bottlenecks, compression.
+    """DenseNet-BC for CIFAR (methods §2): 3 dense blocks, bottlenecks, compression.
 
     Conv weights use the authors' He-normal init (std sqrt(2 / (k·k·c_out))), linear
     bias starts at zero; everything else is PyTorch's default.
@@ -244,7 +244,7 @@ class DenseNetBC(nn.Module):
 
 
 def densenet_bc100(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """DenseNet-BC-100, growth 12, compression 0.5, ~0.8M params at K=100 (SPEC §2)."""
+    """DenseNet-BC-100, growth 12, compression 0.5, ~0.8M params at K=100 (methods §2)."""
     return DenseNetBC(num_classes, _image_channels(input_shape, "densenet_bc100"))
 
 

@@ -1,12 +1,12 @@
-"""Per-method training objectives with the state they carry (SPEC §3).
+"""Per-method training objectives with the state they carry (methods §3).
 
 An objective turns the student's logits on an augmented batch into a loss; SD holds the
-frozen teacher (eval mode, same augmented batch, SPEC §3.4) and BS the EMA ranking
-network and its seeded Beta(a, 1) sampler (SPEC §3.5). The teacher and the ranking
+frozen teacher (eval mode, same augmented batch, methods §3.4) and BS the EMA ranking
+network and its seeded Beta(a, 1) sampler (methods §3.5). The teacher and the ranking
 network always run outside autocast (:func:`full_precision`): their logits are fp32 under
 every ``execution.precision``. The loss formulas themselves live in
 :mod:`selfdistill.losses`; a constructor passes its keyword options through to its loss,
-whose signature holds their defaults (SPEC §7). The registry that builds objectives is
+whose signature holds their defaults (methods §7). The registry that builds objectives is
 :mod:`selfdistill.methods`.
 """
 
@@ -54,14 +54,14 @@ class Objective:
 
 
 class CrossEntropy(Objective):
-    """CE, SPEC §3.1."""
+    """CE, methods §3.1."""
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.cross_entropy(logits, y)
 
 
 class LabelSmoothing(Objective):
-    """LS, SPEC §3.2; ``loss_options`` (``spread``) go to :func:`losses.label_smoothing`."""
+    """LS, methods §3.2; ``loss_options`` (``spread``) go to :func:`losses.label_smoothing`."""
 
     def __init__(self, eps: float, **loss_options: Any) -> None:
         self.eps, self.loss_options = eps, loss_options
@@ -71,7 +71,7 @@ class LabelSmoothing(Objective):
 
 
 class EntropyRegularization(Objective):
-    """ER, SPEC §3.3."""
+    """ER, methods §3.3."""
 
     def __init__(self, beta: float) -> None:
         self.beta = beta
@@ -81,7 +81,7 @@ class EntropyRegularization(Objective):
 
 
 class SelfDistillation(Objective):
-    """SD against a frozen teacher that sees the student's augmented batch (SPEC §3.4).
+    """SD against a frozen teacher that sees the student's augmented batch (methods §3.4).
 
     The teacher runs outside autocast (fp32 logits, so the soft targets q are fp32 under
     ``execution.precision: bf16`` too), per step or once in :meth:`precompute`.
@@ -116,7 +116,7 @@ class SelfDistillation(Objective):
 
 
 class BetaSmoothing(Objective):
-    """BS with an EMA ranking network and a seeded Beta(a, 1) sampler (SPEC §3.5).
+    """BS with an EMA ranking network and a seeded Beta(a, 1) sampler (methods §3.5).
 
     Beta(a, 1) draws are U^(1/a) with U uniform on [0, 1) from ``generator`` (its CDF is
     x^a), so the sampler state is one ``torch.Generator`` that checkpoints exactly. The EMA
@@ -147,7 +147,7 @@ class BetaSmoothing(Objective):
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
         """θ_ema ← d·θ_ema + (1−d)·θ with d = min(1 − 1/(s+1), ema_cap); BN buffers untouched
-        (SPEC §3.5)."""
+        (methods §3.5)."""
         self.step += 1
         decay = min(1.0 - 1.0 / (self.step + 1), self.ema_cap)
         ema_params = list(self.ema.parameters())

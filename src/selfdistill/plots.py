@@ -1,4 +1,4 @@
-"""Figures E1, E2, E4, E5 (SPEC §5), drawn from the tidy CSVs only (SPEC §7).
+"""Figures E1, E2, E4, E5 (methods §5), drawn from the tidy CSVs only (methods §7).
 
 Conventions shared by every figure: fixed method colours and markers
 (:data:`METHOD_COLORS`, :data:`METHOD_MARKERS`), one row of panels per dataset × arch
@@ -61,7 +61,7 @@ METHOD_MARKERS = {"ce": "o", "ls": "s", "er": "^", "sd": "D", "bs": "v"}
 DPI = 150
 _HALO = [patheffects.withStroke(linewidth=2.5, foreground="white")]
 
-# (split, column, scale, y label) of the E1 panels (SPEC §5 E1, §4).
+# (split, column, scale, y label) of the E1 panels (methods §5 E1, §4).
 E1_PANELS = [
     ("test", "accuracy", 100.0, "test accuracy (%)"),
     ("test", "entropy", 1.0, "test average predictive\nentropy (nats)"),
@@ -116,7 +116,7 @@ def _chain_stats(metrics: pd.DataFrame, split: str, column: str, scale: float) -
 
 
 def figure_e1(metrics: pd.DataFrame) -> Figure:
-    """SPEC §5 E1 (claims 1-2): metric vs generation, CE = generation 0, mean ± std."""
+    """methods §5 E1 (claims 1-2): metric vs generation, CE = generation 0, mean ± std."""
     ps = pairs(metrics)
     with _style():
         fig, axes = _grid(max(len(ps), 1), len(E1_PANELS), 3.6, 2.9)
@@ -208,7 +208,7 @@ def _e2_legends(fig: Figure, methods: Sequence[str], lo: float, hi: float) -> No
 
 
 def figure_e2(metrics: pd.DataFrame) -> Figure:
-    """SPEC §5 E2 (claim 3): accuracy vs entropy per run; colour = method, size = test
+    """methods §5 E2 (claim 3): accuracy vs entropy per run; colour = method, size = test
     diversity (cd_entropy_max); labels at setting means (ε, β, SD generation g)."""
     runs = _e2_runs(metrics)
     ps = pairs(runs) if len(runs) else []
@@ -273,7 +273,7 @@ _E4_LEGEND = [
 
 
 def figure_e4(rel: pd.DataFrame, compare: Mapping[str, Any]) -> Figure:
-    """SPEC §5 E4: reliability diagrams of the E3 methods (test split, seeds pooled),
+    """methods §5 E4: reliability diagrams of the E3 methods (test split, seeds pooled),
     with the bin counts below each diagram (log scale)."""
     runs = compare_runs(rel[rel["split"] == "test"], compare)
     ps = pairs(runs) if len(runs) else []
@@ -342,7 +342,7 @@ _E5_LEGEND = [
 
 
 def figure_e5(metrics: pd.DataFrame) -> Figure:
-    """SPEC §5 E5: BS test accuracy and ECE vs a, mean ± std; dashed = CE mean ± std.
+    """methods §5 E5: BS test accuracy and ECE vs a, mean ± std; dashed = CE mean ± std.
     Only the dataset × arch pairs that have BS runs get a row."""
     test = metrics[metrics["split"] == "test"]
     bs = test[test["method"] == "bs"]

@@ -4,7 +4,7 @@ results tree while the grid runs (locally or on a cluster's shared filesystem).
 Run directories are ``results/{dataset}/{arch}/{method}/{param}/seed{s}/gen{g}/``
 (:data:`selfdistill.grid.RUN_PATTERN`). What each state is made of:
 
-- **done**: ``run.json`` exists (it is written last, SPEC §7 outputs);
+- **done**: ``run.json`` exists (it is written last, methods §7 outputs);
 - **running**: ``progress.json`` (written atomically by the trainer after every epoch, see
   :func:`write_progress`), else ``history.csv``, else ``resume.pt`` was updated recently;
 - **failed**: such a file exists but nothing was updated for longer than
@@ -58,7 +58,7 @@ def _percent(value: float) -> str:
 
 def epoch_line(row: Mapping[str, Any], epochs: int, network: tuple[int, int] | None,
                seconds_per_epoch: float, identity: str = "") -> str:
-    """One human-readable line for a finished epoch (a ``history.csv`` row, SPEC §2 recipe):
+    """One human-readable line for a finished epoch (a ``history.csv`` row, methods §2 recipe):
     ``network 3/14 · cifar10/resnet34/sd/none/seed0/gen1 · epoch 37/150 · loss 0.412 ·
     train 88.1 % · val 84.3 % · lr 0.1 · 12.4 s/epoch · ETA 23 min``. Keys missing from
     ``row`` are left out; ``network`` (k, n) and ``identity`` name the run inside a bundle."""

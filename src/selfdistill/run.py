@@ -7,7 +7,7 @@ This is the single code path behind the Snakemake training rules and the
 - ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time),
   rewritten after every epoch (:class:`EpochReport`);
 - ``preds.npz``: ``{split}_logits`` and ``{split}_targets`` for the un-augmented train, val
-  and test splits (SPEC §4: every metric is recomputed from the logits);
+  and test splits (methods §4: every metric is recomputed from the logits);
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success;
@@ -79,7 +79,7 @@ class RunSpec:
     """Identity and inputs of one trained network.
 
     ``param`` is the swept strength of the method (None for ce and sd); ``options`` are the
-    method's keyword options (its config block ``methods.<method>``, SPEC §3), defaults of
+    method's keyword options (its config block ``methods.<method>``, methods §3), defaults of
     the registry :mod:`selfdistill.methods` filling what is not given.
     """
 
@@ -108,11 +108,11 @@ class RunSpec:
         m = get_method(self.method)
         if m.swept is not None and self.param is None:
             raise ValueError(f"{self.describe()}: method {m.name} needs a param, its "
-                             f"strength {m.swept} ({m.symbol}, SPEC §{m.section})")
+                             f"strength {m.swept} ({m.symbol}, methods §{m.section})")
         m.resolve(self.options)  # unknown option keys raise here, before any training
         if self.method == "sd" and (self.gen < 1 or not self.teacher):
             raise ValueError(f"{self.describe()}: sd needs gen >= 1 and a teacher checkpoint "
-                             f"(generation 0 is the ce run, SPEC §3.4)")
+                             f"(generation 0 is the ce run, methods §3.4)")
         if self.method != "sd" and self.gen != 0:
             raise ValueError(f"{self.describe()}: gen must be 0 for method {self.method}")
 
@@ -120,7 +120,7 @@ class RunSpec:
 def load_teacher(path: str | Path, arch: str, num_classes: int, input_shape: tuple[int, ...],
                  device: torch.device, caller: str = "workflow") -> torch.nn.Module:
     """Rebuild the teacher from ``model.pt`` once it is verified (sha256 against the
-    ``run.json`` beside it, keys, shapes, finite weights) and matches the student (SPEC §3.4).
+    ``run.json`` beside it, keys, shapes, finite weights) and matches the student (methods §3.4).
 
     ``caller`` (one of :data:`CALLERS`) picks the advice of a :class:`TeacherError`: the
     workflow retrains the teacher's run, the CLI's ``--teacher`` points elsewhere.
@@ -154,7 +154,7 @@ def _teacher_fix(p: Path, caller: str, missing: bool) -> str:
 
 def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
                device: torch.device) -> torch.nn.Module:
-    """BS ranking network: same architecture, its own random init (SPEC §3.5)."""
+    """BS ranking network: same architecture, its own random init (methods §3.5)."""
     torch.manual_seed(derive_seed(spec.seed, spec.gen, "ema-init"))
     return build_model(spec.arch, k, shape).to(device)
 
@@ -162,7 +162,7 @@ def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
 def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device,
                caller: str = "workflow") -> Objective:
     """The run's objective, built by the registry from the run state its constructor
-    requires: the SD teacher (SPEC §3.4), the BS EMA network and Beta sampler (SPEC §3.5)."""
+    requires: the SD teacher (methods §3.4), the BS EMA network and Beta sampler (methods §3.5)."""
     shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
     providers = {
         "teacher": lambda: load_teacher(spec.teacher, spec.arch, k, shape, device, caller),
@@ -179,10 +179,10 @@ def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device,
 
 
 def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
-    """Stored inputs → network inputs: scaling, SPEC §2 augmentation, normalisation.
+    """Stored inputs → network inputs: scaling, methods §2 augmentation, normalisation.
 
     Augmentation runs in pixel space before normalisation, so crop padding is pixel 0
-    (SPEC §2: zero padding before normalisation).
+    (methods §2: zero padding before normalisation).
     """
     return build_input_pipeline(cfg.augment, cfg.augment_padding, meta.get("normalize"),
                                 meta.get("input_size"))
@@ -198,7 +198,7 @@ def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
     """sha256 of what the network's numbers depend on: the spec (recipe, method and its own
     options, seed, device, kernel switches, ``threads``: CPU kernels split their sums by
     thread count, so another count changes the bits), the data files' sha256 and the
-    teacher's (SPEC §3.4). A resume file or kept outputs are reused only under the same one."""
+    teacher's (methods §3.4). A resume file or kept outputs are reused only under the same one."""
     ident = {k: v for k, v in asdict(spec).items() if k not in _NOT_IDENTITY}
     ident["train"] = {k: v for k, v in ident["train"].items() if k not in _NOT_IDENTITY_TRAIN}
     payload = {"spec": ident, "data": manifest["sha256"],
@@ -312,7 +312,7 @@ def _link(src: Path, dst: Path) -> None:
 
 def _nan_causes(spec: RunSpec, lr: float) -> str:
     """Likely causes of a non-finite loss in this run: its method's settings outside their
-    usual ranges and the method's own note (the registry, SPEC §3), then the learning rate."""
+    usual ranges and the method's own note (the registry, methods §3), then the learning rate."""
     causes = get_method(spec.method).nan_causes(spec.param, spec.options)
     causes.append(f"train.lr = {lr:g} too high for this network (lower it)")
     return "; ".join(causes) + "; or non-finite inputs"
@@ -328,7 +328,7 @@ def run_identity(spec: RunSpec) -> str:
 
 def write_history(spec: RunSpec, rows: Sequence[Mapping[str, Any]]) -> None:
     """``history.csv`` of the run, replaced atomically: its identity columns, then one row
-    per finished epoch (SPEC §2 recipe: epoch, lr, train loss/accuracy, val accuracy, time)."""
+    per finished epoch (methods §2 recipe: epoch, lr, train loss/accuracy, val accuracy, time)."""
     fields = {"dataset": spec.dataset, "arch": spec.arch, "method": spec.method,
               "param": csv_param(spec.param), "seed": spec.seed,
               "gen": spec.gen}

@@ -1,6 +1,6 @@
-"""Tables rendered from the tidy metric CSVs (SPEC §5 E2 and E3, §7).
+"""Tables rendered from the tidy metric CSVs (methods §5 E2 and E3, §7).
 
-Everything here reads ``results/metrics.csv`` (SPEC §7) or ``results/reliability.csv``
+Everything here reads ``results/metrics.csv`` (methods §7) or ``results/reliability.csv``
 only, so tables re-render without retraining. Shared selection helpers (the SD chain with
 CE as generation 0, the E3 comparison points) live here and are reused by
 :mod:`selfdistill.plots` and :mod:`selfdistill.claims`.
@@ -51,21 +51,21 @@ def _read_tidy(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, dtype={"param": str})
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing} (SPEC §7 tidy table expected)")
+        raise ValueError(f"{path}: missing columns {missing} (methods §7 tidy table expected)")
     df["seed"] = df["seed"].astype(int)
     df["gen"] = df["gen"].astype(int)
     return df
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
-    """``results/metrics.csv`` (SPEC §7); ``param`` stays a string, empty for ce and sd."""
+    """``results/metrics.csv`` (methods §7); ``param`` stays a string, empty for ce and sd."""
     df = _read_tidy(path, RUN_KEYS + ["split"] + METRIC_KEYS)
     df[METRIC_KEYS] = df[METRIC_KEYS].astype(float)
     return df
 
 
 def read_reliability(path: str | Path) -> pd.DataFrame:
-    """``results/reliability.csv``: per-bin confidence, accuracy, count (SPEC §4)."""
+    """``results/reliability.csv``: per-bin confidence, accuracy, count (methods §4)."""
     df = _read_tidy(path, RUN_KEYS + ["split"] + RELIABILITY_KEYS)
     df[["lower", "upper", "confidence", "accuracy"]] = df[
         ["lower", "upper", "confidence", "accuracy"]].astype(float)
@@ -76,7 +76,7 @@ def read_reliability(path: str | Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------- selection
 
 def pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
-    """The (dataset, arch) experiments present, sorted (SPEC §5: one block per pair)."""
+    """The (dataset, arch) experiments present, sorted (methods §5: one block per pair)."""
     return sorted({(str(d), str(a)) for d, a in zip(df["dataset"], df["arch"], strict=True)})
 
 
@@ -92,14 +92,14 @@ def param_is(params: pd.Series, value: float) -> pd.Series:
 
 
 def sd_chain(df: pd.DataFrame) -> pd.DataFrame:
-    """CE rows as generation 0 plus the SD generations 1..G (SPEC §3.4, E1)."""
+    """CE rows as generation 0 plus the SD generations 1..G (methods §3.4, E1)."""
     ce = df[df["method"] == "ce"].assign(gen=0)
     sd = df[(df["method"] == "sd") & (df["gen"] >= 1)]
     return pd.concat([ce, sd], ignore_index=True)
 
 
 def compare_runs(df: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """The E3/E4 comparison points (SPEC §5): CE, LS(ε), ER(β), SD(generation), BS(a).
+    """The E3/E4 comparison points (methods §5): CE, LS(ε), ER(β), SD(generation), BS(a).
 
     ``compare`` has the sweep key of each swept method (``ls_eps``, ``er_beta``, ``bs_a``)
     and ``sd_gen``; methods without a sweep (CE) keep every row. Works on the metric and
@@ -137,7 +137,7 @@ def seed_stats(df: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> p
 
 # --------------------------------------------------------------------------- E2 matched entropy
 
-_E2_MATCHED = ("ls", "er")  # SPEC §5 E2: the uncertainty-only baselines matched to SD
+_E2_MATCHED = ("ls", "er")  # methods §5 E2: the uncertainty-only baselines matched to SD
 _E2_COLUMNS = ("entropy", "accuracy", "cd_entropy_max")
 _E2_OUT = {"entropy": "entropy", "accuracy": "accuracy_pct", "cd_entropy_max": "diversity"}
 
@@ -168,7 +168,7 @@ def _match_row(prefix: str, target: float, settings: pd.DataFrame) -> dict[str, 
 
 
 def matched_entropy(metrics: pd.DataFrame) -> pd.DataFrame:
-    """SPEC §5 E2: per SD generation g ≥ 1, the LS and ER settings closest in entropy.
+    """methods §5 E2: per SD generation g ≥ 1, the LS and ER settings closest in entropy.
 
     Closeness is |seed-mean test entropy of the setting − seed-mean test entropy of SD
     generation g|; accuracy in percent, diversity = test ``cd_entropy_max`` (nats).
@@ -199,7 +199,7 @@ _E3_METRICS = {"accuracy": ("accuracy_pct", 100.0, "max"), "nll": ("nll", 1.0, "
 
 
 def methods_table(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """SPEC §5 E3: test accuracy (%), NLL (nats), ECE (%) per method, mean ± std over seeds.
+    """methods §5 E3: test accuracy (%), NLL (nats), ECE (%) per method, mean ± std over seeds.
 
     ``best_<metric>`` marks the best seed-mean within each dataset × arch (highest
     accuracy, lowest NLL and ECE; exact ties are all marked).
@@ -310,12 +310,12 @@ _E2_HEADER = _e2_header()
 _E2_NOTE = ("Test split, mean ± std over seeds. For each SD generation the LS (ε) and ER (β) "
             "setting whose seed-mean test entropy is closest. Entropy = average predictive "
             "entropy (nats); diversity = entropy of the histogram of max-probability "
-            "confidences (cd_entropy_max, nats), SPEC §4.")
+            "confidences (cd_entropy_max, nats), methods §4.")
 
 
 def write_matched_entropy(metrics_path: str | Path, csv_out: str | Path, md_out: str | Path,
                           tex_out: str | Path, sidecar: str | Path) -> pd.DataFrame:
-    """Render the E2 matched-entropy table (SPEC §5 E2, claim 3) as CSV, Markdown, LaTeX."""
+    """Render the E2 matched-entropy table (methods §5 E2, claim 3) as CSV, Markdown, LaTeX."""
     started = time.perf_counter()
     table = matched_entropy(read_metrics(metrics_path))
     write_csv(csv_out, _records(table), list(table.columns) or ["dataset"])
@@ -331,7 +331,7 @@ def write_matched_entropy(metrics_path: str | Path, csv_out: str | Path, md_out:
 
 _E3_HEADER = ["dataset", "arch", "method", "seeds", "accuracy (%)", "NLL (nats)", "ECE (%)"]
 _E3_NOTE = ("Test split, mean ± std over seeds; best per column within each dataset × arch "
-            "in bold (highest accuracy, lowest NLL and ECE). ECE: 20 equal-width bins (SPEC §4).")
+            "in bold (highest accuracy, lowest NLL and ECE). ECE: 20 equal-width bins (methods §4).")
 
 
 def _e3_cells(r: Mapping[str, Any], style: str) -> list[str]:
@@ -344,7 +344,7 @@ def _e3_cells(r: Mapping[str, Any], style: str) -> list[str]:
 def write_methods(metrics_path: str | Path, csv_out: str | Path, md_out: str | Path,
                   tex_out: str | Path, sidecar: str | Path,
                   compare: Mapping[str, Any]) -> pd.DataFrame:
-    """Render the E3 method comparison (SPEC §5 E3, claims 4-5) as CSV, Markdown, LaTeX."""
+    """Render the E3 method comparison (methods §5 E3, claims 4-5) as CSV, Markdown, LaTeX."""
     started = time.perf_counter()
     table = methods_table(read_metrics(metrics_path), compare)
     records = _records(table)

@@ -1,8 +1,8 @@
-"""Training one network: the SPEC §2 recipe on an in-memory data path.
+"""Training one network: the methods §2 recipe on an in-memory data path.
 
 The whole split lives as tensors on the training device; batches are drawn by a seeded
 index permutation (last partial batch kept) and augmented on the device. SGD with
-momentum, MultiStepLR stepped at the END of each epoch (SPEC §2), validation every
+momentum, MultiStepLR stepped at the END of each epoch (methods §2), validation every
 epoch, and the checkpoint of best validation accuracy (ties: later epoch) is the one
 kept. Every ``checkpoint_every`` epochs, and on SIGTERM at the next step boundary, a
 resume file (:mod:`selfdistill.checkpoint`) holds every piece of state, so a killed run
@@ -90,7 +90,7 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The SPEC §2 recipe plus execution switches; one per trained network."""
+    """The methods §2 recipe plus execution switches; one per trained network."""
 
     epochs: int
     milestones: tuple[int, ...]
@@ -152,9 +152,9 @@ def set_precision(precision: str, device: torch.device) -> None:
     bf16      True                    False                  "highest"
     ========= ======================= ====================== =================================
 
-    ``fp32`` is true IEEE fp32, the authors' arithmetic (SPEC §2 recipe). ``bf16`` also
+    ``fp32`` is true IEEE fp32, the authors' arithmetic (methods §2 recipe). ``bf16`` also
     runs the student's forward and the loss under bf16 autocast (:func:`train_step`); the
-    SD teacher and the BS ranking network run outside it (SPEC §3.4, §3.5: their logits
+    SD teacher and the BS ranking network run outside it (methods §3.4, §3.5: their logits
     are fp32), with ``tf32``'s switches, as do evaluation passes. On the CPU all three are
     plain fp32: nothing is set and autocast stays off, so CPU runs are bit-identical across
     the three values.
@@ -206,7 +206,7 @@ def forward_views(net: nn.Module, x: Tensor, pipeline: InputPipeline, cfg: Train
                   device: torch.device) -> Tensor:
     """``net`` on the training view of every example, in order, in training-size batches and
     the step's memory format (for :meth:`Objective.precompute`: the SD teacher's cache).
-    Never under autocast: the teacher's logits are fp32 in every precision (SPEC §3.4)."""
+    Never under autocast: the teacher's logits are fp32 in every precision (methods §3.4)."""
     outs = []
     for lo in range(0, x.shape[0], cfg.batch_size):
         xb = pipeline.eval(x[lo:lo + cfg.batch_size])
@@ -240,10 +240,10 @@ def train_step(model: nn.Module, objective: Objective, opt: torch.optim.Optimize
                forward: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """One optimiser step on the training view ``xb`` [b, ...] with labels ``yb`` [b].
 
-    Forward and the objective's loss (SPEC §3) on fp32 logits, under bf16 autocast on CUDA
+    Forward and the objective's loss (methods §3) on fp32 logits, under bf16 autocast on CUDA
     when ``precision`` is bf16 (the objective runs its teacher or ranking network outside
-    it); backward, SGD step (SPEC §2), then the objective's per-step update (the BS EMA,
-    SPEC §3.5). The kernel switches of ``precision`` are process-wide: :func:`fit` sets them
+    it); backward, SGD step (methods §2), then the objective's per-step update (the BS EMA,
+    methods §3.5). The kernel switches of ``precision`` are process-wide: :func:`fit` sets them
     once (:func:`set_precision`). ``idx`` [b]: the batch's example indices, for an objective
     with precomputed per-example targets; ``forward``: what to call instead of ``model``
     (its ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
@@ -366,7 +366,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
         on_start: Callable[[list[dict[str, Any]]], None] | None = None,
         sync_check: bool = False) -> TrainResult:
-    """Train ``model`` with ``objective`` by the SPEC §2 recipe; return best-val weights.
+    """Train ``model`` with ``objective`` by the methods §2 recipe; return best-val weights.
 
     ``objective`` must already hold its own networks (teacher, EMA) on ``device``.
     ``resume`` names the resume file, its fingerprint and the run (for messages);
@@ -425,7 +425,7 @@ def _setup(model: nn.Module, objective: Objective, cfg: TrainConfig, device: tor
            pipeline: InputPipeline | None, input_ndim: int, describe: str,
            sync_check: bool) -> TrainParts:
     """Determinism, the precision's kernel switches, the model on ``device``, SGD +
-    MultiStepLR (SPEC §2), the seeded ``order`` and ``augment`` generators, the input
+    MultiStepLR (methods §2), the seeded ``order`` and ``augment`` generators, the input
     pipeline and the (compiled) forward."""
     set_determinism(cfg.deterministic, device, cfg.compile)
     set_precision(cfg.precision, device)
@@ -484,7 +484,7 @@ def _history_row(state: ResumeState, lr: float, val_acc: float,
 
 
 def _end_epoch(state: ResumeState, row: dict[str, Any], val_acc: float, model: nn.Module) -> None:
-    """Record the row, keep the best-validation weights (ties: the later epoch, SPEC §2)
+    """Record the row, keep the best-validation weights (ties: the later epoch, methods §2)
     and mark the next epoch as not started."""
     state.history.append(row)
     if val_acc >= state.best_val:

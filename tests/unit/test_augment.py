@@ -1,4 +1,4 @@
-"""Batched augmentation against torchvision (SPEC §2).
+"""Batched augmentation against torchvision (methods §2).
 
 ``crop_flip_2d`` must draw every crop offset (0..2·padding in each axis) and both flips
 with equal probability, as ``RandomCrop(32, padding=4)`` + ``RandomHorizontalFlip()``,

@@ -1,4 +1,4 @@
-"""Claims check verdicts (SPEC §6) on metrics tables built by hand.
+"""Claims check verdicts (methods §6) on metrics tables built by hand.
 
 Each test builds the few networks a claim needs (one per seed; seed = position in the
 list of accuracies) with effects chosen so the verdict is known, and checks statistics
@@ -31,7 +31,7 @@ def _at(x: float | Sequence[float], seed: int) -> float:
 def runs(method: str, accs: Sequence[float], param: str = "", gen: int = 0,
          entropy: float | Sequence[float] = 0.5, val_entropy: float | None = None,
          div: float | Sequence[float] = 1.0, nll: float = 0.3) -> list[dict]:
-    """One network per seed, rows for the train, val and test splits (SPEC §7 columns)."""
+    """One network per seed, rows for the train, val and test splits (methods §7 columns)."""
     rows = []
     for seed, acc in enumerate(accs):
         base = {"dataset": "toy", "arch": "net", "method": method, "param": param,

@@ -208,9 +208,9 @@ def test_bad_flags_are_named_with_the_fix(argv, named, capsys):
 def test_default_milestones_never_drop_the_lr_twice_at_once(epochs):
     milestones = spec("--method", "ce", "--epochs", str(epochs)).train.milestones
     assert list(milestones) == sorted(set(milestones))  # each epoch once
-    candidates = {round(epochs / 3), round(2 * epochs / 3)}  # SPEC §2 E/3 and 2E/3
+    candidates = {round(epochs / 3), round(2 * epochs / 3)}  # methods §2 E/3 and 2E/3
     assert set(milestones) == {m for m in candidates if 0 < m < epochs}
-    if epochs % 3 == 0:  # exact thirds: SPEC §2's rule itself
+    if epochs % 3 == 0:  # exact thirds: methods §2's rule itself
         assert milestones == (epochs // 3, 2 * epochs // 3)
     net = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -8,7 +8,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import tomllib
 import yaml
 
@@ -133,7 +132,6 @@ def test_checker_names_file_line_and_section_of_a_bad_citation(tmp_path):
                    f"pkg/mod.py:6: {cite}8"]
 
 
-@pytest.mark.xfail(strict=True, reason="citations renamed in a later commit")
 def test_no_file_points_to_the_external_fact_sheet():
     """Everything a reader needs is in the repository: no SPEC / SPEC.md / shared/ paths."""
     bad = []

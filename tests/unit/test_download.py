@@ -1,4 +1,4 @@
-"""Verified downloads and the paper-scale preparers (SPEC §2, §5) on fabricated archives.
+"""Verified downloads and the paper-scale preparers (methods §2, §5) on fabricated archives.
 
 Small archives in the REAL formats (CIFAR python pickles in tar.gz, the Tiny ImageNet
 zip, the CUB-200-2011 tgz, Fashion-MNIST idx.gz) are served by a loopback HTTP server;

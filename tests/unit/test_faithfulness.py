@@ -1,11 +1,11 @@
-"""Faithfulness: real training steps of CE, SD and BS give the SPEC §3 losses.
+"""Faithfulness: real training steps of CE, SD and BS give the methods §3 losses.
 
 The fast side is what ``fit`` runs: the objective built by the method registry and
-:func:`selfdistill.train.train_step`. The reference side writes each SPEC §3 formula again
+:func:`selfdistill.train.train_step`. The reference side writes each methods §3 formula again
 with plain torch ops (not :mod:`selfdistill.losses`), with its own student copy, optimiser
 and EMA update. Both start from the same weights and see the same views; their per-step
 losses must agree to 1e-6 in fp32. The constants (α, T, the EMA cap) are read from the code
-(the registry's options, i.e. the SPEC §7 loss signatures' defaults), not restated here.
+(the registry's options, i.e. the methods §7 loss signatures' defaults), not restated here.
 """
 
 import pytest
@@ -17,7 +17,7 @@ from selfdistill.methods import get_method
 from selfdistill.models import build_model
 from selfdistill.train import derive_seed, train_step
 
-A = 3.0  # the BS strength a under test (a swept parameter, SPEC §3.5)
+A = 3.0  # the BS strength a under test (a swept parameter, methods §3.5)
 STEPS, BATCH = 5, 32
 # The benchmark's two data kinds: MNIST-1D-shaped float signals, un-augmented (so the SD
 # teacher's logits are precomputed once and indexed, as in fit), and CIFAR-shaped uint8
@@ -46,7 +46,7 @@ def make_views(kind: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], bool
 def reference_loss(method: str, z: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                    net: torch.nn.Module | None, beta_gen: torch.Generator,
                    opts: dict) -> torch.Tensor:
-    """SPEC §3 written out: log p by log_softmax; SD §3.4, BS §3.5 (a = A)."""
+    """methods §3 written out: log p by log_softmax; SD §3.4, BS §3.5 (a = A)."""
     n, k = z.shape
     rows = torch.arange(n)
     logp = F.log_softmax(z, 1)  # [n, K]
@@ -106,7 +106,7 @@ def losses_both_ways(kind: str, method: str,
         opt_r.zero_grad()
         loss_r.backward()
         opt_r.step()
-        if method == "bs":  # SPEC §3.5 step 1: parameters only, d capped
+        if method == "bs":  # methods §3.5 step 1: parameters only, d capped
             d = min(1 - 1 / (s + 1), opts["ema_cap"])
             with torch.no_grad():
                 for pe, p in zip(ref_net.parameters(), ref.parameters(), strict=True):
@@ -117,7 +117,7 @@ def losses_both_ways(kind: str, method: str,
 
 
 def test_options_are_the_spec_defaults_the_reference_assumes():
-    """The reference writes SD without the off-by-default options (SPEC §3.4)."""
+    """The reference writes SD without the off-by-default options (methods §3.4)."""
     sd = get_method("sd").options()
     assert sd["student_temperature"] is False and sd["t_squared"] is False
 

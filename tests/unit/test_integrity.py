@@ -1,6 +1,6 @@
 """Checkpoints are checked before they teach: model.pt's sha256 recorded in run.json, then
 hash, type, keys, shapes and finite weights verified when it is loaded as an SD teacher
-(SPEC §3.4), each failure a named error with the path, the problem and the fix that fits
+(methods §3.4), each failure a named error with the path, the problem and the fix that fits
 the caller (workflow or CLI)."""
 
 import json

@@ -1,4 +1,4 @@
-"""SPEC §3 losses against values computed by hand on tiny inputs."""
+"""methods §3 losses against values computed by hand on tiny inputs."""
 
 import math
 

@@ -1,6 +1,6 @@
 """Failures name their cause: a full disk names the file being written (errno kept), a
 truncated manifest names itself and how to rebuild it, a non-finite loss names the method's
-unusual settings (SPEC §3) before the learning rate, and SIGTERM leaves a line in the log."""
+unusual settings (methods §3) before the learning rate, and SIGTERM leaves a line in the log."""
 
 import errno
 import json

@@ -1,4 +1,4 @@
-"""The method registry (SPEC §3): the one source of method names, options and sweep keys.
+"""The method registry (methods §3): the one source of method names, options and sweep keys.
 
 The schema, the configs, the grid, the CLI and the objectives are checked against it here,
 so they cannot drift apart.
@@ -63,7 +63,7 @@ def test_config_method_blocks_hold_known_options(path):
 
 
 def test_options_hold_the_spec_defaults():
-    """SPEC §3.4 (alpha 0.4, T 4, options off), §3.5 (alpha 0.6, EMA cap 0.999), §3.2 (ε/(K-1))."""
+    """methods §3.4 (alpha 0.4, T 4, options off), §3.5 (alpha 0.6, EMA cap 0.999), §3.2 (ε/(K-1))."""
     assert get_method("sd").options() == {"alpha": 0.4, "temperature": 4.0,
                                           "student_temperature": False, "t_squared": False}
     assert get_method("bs").options() == {"alpha": 0.6, "ema_cap": 0.999}
@@ -94,7 +94,7 @@ def _built_and_direct(name, param, options):
     args = {"ce": list, "ls": lambda: [param], "er": lambda: [param], "sd": lambda: [net(x)],
             "bs": lambda: [net(x), torch.rand(5, generator=torch.Generator().manual_seed(3),
                                               dtype=torch.float64).pow(1 / param).float()]}
-    ema_cap = options.pop("ema_cap", None)  # the objective's own option (SPEC §3.5)
+    ema_cap = options.pop("ema_cap", None)  # the objective's own option (methods §3.5)
     want = m.loss(logits, y, *args[name](), **options)
     assert ema_cap is None or obj.ema_cap == ema_cap
     return got, want
@@ -149,7 +149,7 @@ def test_cli_has_one_flag_per_option_with_the_registry_default(capsys):
         for option, default in m.options().items():
             flag = f"--{m.name}-{option}".replace("_", "-")
             assert flag in text
-            shown = re.search(rf"{m.label} {option} \(SPEC §{m.section}\).*?\(default: ([^)]*)\)",
+            shown = re.search(rf"{m.label} {option} \(methods §{m.section}\).*?\(default: ([^)]*)\)",
                               text)
             assert shown and shown.group(1) == str(default)
     assert "--method {" + ",".join(METHODS) + "}" in text

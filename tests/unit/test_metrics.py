@@ -1,4 +1,4 @@
-"""SPEC §4 metrics against independent implementations (torchmetrics, scipy)."""
+"""methods §4 metrics against independent implementations (torchmetrics, scipy)."""
 
 import numpy as np
 import pytest

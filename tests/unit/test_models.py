@@ -1,4 +1,4 @@
-"""Shapes, parameter counts, determinism and trainability of the models (SPEC §2)."""
+"""Shapes, parameter counts, determinism and trainability of the models (methods §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""execution.precision (SPEC §2 arithmetic): the kernel switches of each mode, autocast for
+"""execution.precision (methods §2 arithmetic): the kernel switches of each mode, autocast for
 the student only (the SD teacher and BS ranking network give fp32 logits), plain fp32 on
 the CPU, and the key's path from the config to the run's identity."""
 

@@ -1,4 +1,4 @@
-"""Figures, tables and the claims check from synthetic tidy CSVs (SPEC §5, §6, §7).
+"""Figures, tables and the claims check from synthetic tidy CSVs (methods §5, §6, §7).
 
 Two synthetic experiments with known answers: ``toy/cnn`` where SD beats CE, LS, ER and
 BS beats LS, and ``toy/mlp`` where everything goes the other way. Entropies are exact seed

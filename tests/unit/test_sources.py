@@ -1,4 +1,4 @@
-"""Dataset-block checks of the source registry (SPEC §2 hold-out, §5 datasets): every shipped
+"""Dataset-block checks of the source registry (methods §2 hold-out, §5 datasets): every shipped
 config passes, every kind of mistake is named with its key and fix, and the training-pool
 sizes the checks compute without data equal the sizes the preparers produce."""
 
@@ -166,7 +166,7 @@ def test_checksums_of_multi_file_sources_are_per_file() -> None:
 
 def test_registry_flags_and_defaults_are_consistent() -> None:
     """Downloaded sources are exactly those with archives; every default passes its key's
-    own check; every source takes the SPEC §2 hold-out keys."""
+    own check; every source takes the methods §2 hold-out keys."""
     assert {n for n, s in SOURCES.items() if s.downloads} == set(download.SOURCES)
     for name, source in SOURCES.items():
         assert source.name == name

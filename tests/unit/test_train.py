@@ -1,4 +1,4 @@
-"""Training loop: SPEC §2 recipe details, SD teacher and BS EMA behaviour, determinism,
+"""Training loop: methods §2 recipe details, SD teacher and BS EMA behaviour, determinism,
 checkpoints, named errors."""
 
 import json
@@ -186,7 +186,7 @@ def test_bs_ema_update_rule_and_train_mode(data_dir):
     x = torch.randn(8, 1, 40)
     bs.loss(model(x), x, torch.zeros(8, dtype=torch.long))
     _, training, grad = ema.calls[-1]
-    assert training and not grad  # batch statistics, no gradients (SPEC §3.5)
+    assert training and not grad  # batch statistics, no gradients (methods §3.5)
 
 
 def test_beta_sampler_distribution():
@@ -304,7 +304,7 @@ def test_sd_teacher_sees_each_augmented_batch(data_dir):
 
 def test_train_step_is_one_sgd_step_then_the_objective_update():
     """train_step: loss of the pre-step logits, one SGD step with momentum and weight decay
-    (SPEC §2; the first momentum buffer is the gradient), then ``after_step`` once."""
+    (methods §2; the first momentum buffer is the gradient), then ``after_step`` once."""
     from selfdistill.objectives import CrossEntropy
     from selfdistill.train import train_step
 

@@ -115,7 +115,7 @@ def test_compare_point_missing_from_sweep_is_named(workflow_dir):
 
 @pytest.mark.slow
 def test_paper_dry_run_counts_equal_grid(workflow_dir):
-    """config/paper.yaml plans the whole paper grid (SPEC §5): one job per network."""
+    """config/paper.yaml plans the whole paper grid (methods §5): one job per network."""
     cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
     proc = snakemake(workflow_dir, "-n", "all", "--configfile", "config/config.yaml",
                      "config/paper.yaml")

@@ -97,7 +97,7 @@ def run_of(wildcards):
 
 
 def teacher_input(wildcards):
-    """SD generation g needs generation g-1's checkpoint of the same seed (SPEC §3.4)."""
+    """SD generation g needs generation g-1's checkpoint of the same seed (methods §3.4)."""
     teacher = G.teacher_of(run_of(wildcards))
     return [f"{G.run_dir(teacher)}/model.pt"] if teacher else []
 

@@ -1,4 +1,4 @@
-# Dataset preparation (SPEC §2 validation hold-out, §5 embedded default).
+# Dataset preparation (methods §2 validation hold-out, §5 embedded default).
 
 
 rule prepare_dataset:

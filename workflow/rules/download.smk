@@ -1,4 +1,4 @@
-# Verified downloads of the paper-scale datasets (SPEC §2, §5): one rule per source that
+# Verified downloads of the paper-scale datasets (methods §2, §5): one rule per source that
 # needs archives (cifar10, cifar100, tiny_imagenet, cub200, fashion_mnist), fetched from
 # the official URL or the dataset block's `mirror`, checked against pinned sha256/md5
 # (selfdistill.download.SOURCES) and written to resources/downloads/{source}/.

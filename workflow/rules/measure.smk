@@ -1,4 +1,4 @@
-# Metrics from saved predictions (SPEC §4) and the tidy tables (SPEC §7).
+# Metrics from saved predictions (methods §4) and the tidy tables (methods §7).
 
 
 if BUNDLE == "none":

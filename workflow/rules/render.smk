@@ -1,4 +1,4 @@
-# Figures, tables and the claims check (SPEC §5, §6), rendered from the tidy CSVs only
+# Figures, tables and the claims check (methods §5, §6), rendered from the tidy CSVs only
 # (results/metrics.csv, results/reliability.csv), so `snakemake figures` never retrains.
 # Every output stem also gets a provenance sidecar <stem>.json (inputs' sha256, config
 # subset, git, versions, wall time).

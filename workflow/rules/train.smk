@@ -1,4 +1,4 @@
-# Training (SPEC §2 recipe, §3 methods). One job per network (execution.bundle: none), or
+# Training (methods §2 recipe, §3 methods). One job per network (execution.bundle: none), or
 # one job per (dataset, arch, seed) that trains that seed's runs in DAG order (bundle: seed,
 # rules train_bundle_<dataset>_<arch>), or two per seed (bundle: chain): the CE -> SD chain
 # (train_chain_*) and the LS/ER/BS baselines (train_baselines_*). Paths: common.smk.

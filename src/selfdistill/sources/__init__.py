@@ -1,4 +1,4 @@
-"""Data sources (SPEC §5): the ``SOURCES`` registry and the dataset-block check.
+"""Data sources (methods §5): the ``SOURCES`` registry and the dataset-block check.
 
 One module per source (:mod:`.mnist1d`, :mod:`.sklearn_digits`, :mod:`.cifar`,
 :mod:`.tiny_imagenet`, :mod:`.cub200`, :mod:`.fashion_mnist`); each registers a
@@ -50,7 +50,7 @@ def resolve(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validate_dataset(name: str, params: Mapping[str, Any]) -> None:
-    """Check dataset block ``datasets.<name>`` before any job runs (SPEC §2, §5): unknown
+    """Check dataset block ``datasets.<name>`` before any job runs (methods §2, §5): unknown
     keys (with the closest known key), wrong types, out-of-range values, and a validation
     hold-out that does not fit the source's training pool. ValueError listing every
     problem, each as ``datasets.<name>.<key>``: what is wrong; the fix."""

@@ -1,5 +1,5 @@
-"""CIFAR-10 and CIFAR-100 (SPEC §5 paper-scale grid) through torchvision's dataset classes,
-stored as uint8 [n, 3, 32, 32] with the SPEC §2 normalisation constants."""
+"""CIFAR-10 and CIFAR-100 (methods §5 paper-scale grid) through torchvision's dataset classes,
+stored as uint8 [n, 3, 32, 32] with the methods §2 normalisation constants."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .shared import archives, reading, write_images
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFAR_NORMALIZE", "prepare"]
 
-# SPEC §2 normalisation constants (the authors' code).
+# methods §2 normalisation constants (the authors' code).
 CIFAR_NORMALIZE = {
     "cifar10": {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]},
     "cifar100": {"mean": [0.5071, 0.4867, 0.4408], "std": [0.2675, 0.2565, 0.2761]},
@@ -28,7 +28,7 @@ def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
     """CIFAR-10/100 through torchvision's dataset classes (``download=True``: its md5 checks
     of the archive and of every extracted file), uint8 NCHW, seeded 5,000 hold-out and the
-    SPEC §2 normalisation constants."""
+    methods §2 normalisation constants."""
     source = opts["source"]
     ddir, records = archives(source, opts, download_dir)
     cls = download.torchvision_class(source, opts)

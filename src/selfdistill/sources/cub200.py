@@ -1,4 +1,4 @@
-"""CUB-200-2011 (SPEC §5 names it; its set-up is unknown, so ours), decoded in one
+"""CUB-200-2011 (methods §5 names it; its set-up is unknown, so ours), decoded in one
 streaming pass over the official tgz, stored as uint8 [n, 3, image_size, image_size]."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _table(text: str) -> dict[int, str]:
 def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
     """CUB-200-2011: the official ``train_test_split.txt`` (5,994 train / 5,794 test), a
-    seeded validation hold-out from train (SPEC §2), images resized (shorter side) and
+    seeded validation hold-out from train (methods §2), images resized (shorter side) and
     centre-cropped to ``image_size`` (default 32, the CIFAR-scale recipe), ImageNet
     mean/std; labels from ``image_class_labels.txt``."""
     ddir, records = archives("cub200", opts, download_dir)

@@ -50,7 +50,7 @@ def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
     """Fashion-MNIST as [n, 1, 28, 28] uint8. Options (CPU sizing): ``image_size`` resamples
     (antialiased bilinear) to a smaller square size; ``train_subset`` keeps a seeded subset
-    of the 60,000 training images (before the SPEC §2 hold-out). The normalisation mean/std
+    of the 60,000 training images (before the methods §2 hold-out). The normalisation mean/std
     are those of the final training split."""
     ddir, records = archives("fashion_mnist", opts, download_dir)
     x_pool, y_pool, x_test, y_test = (_read_idx(ddir / f"{stem}-ubyte.gz") for stem in (

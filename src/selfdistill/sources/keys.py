@@ -1,4 +1,4 @@
-"""The keys a dataset block may hold, and the checks that run before any job (SPEC §2, §5).
+"""The keys a dataset block may hold, and the checks that run before any job (methods §2, §5).
 
 Each source declares its keys as :class:`Key` values (type, bounds, default) and the
 number of training examples it gives for a block (:attr:`Source.train_pool`, computed
@@ -152,7 +152,7 @@ Check = Callable[[Mapping[str, Any]], "tuple[str, str] | None"]
 @dataclass(frozen=True)
 class Source:
     """A registered data source: its preparer, whether it needs downloaded archives, the
-    keys its dataset block accepts, and its training-pool size for a block (SPEC §2: the
+    keys its dataset block accepts, and its training-pool size for a block (methods §2: the
     validation hold-out is taken from that pool, so ``val_size`` must be smaller)."""
 
     name: str
@@ -200,7 +200,7 @@ class Source:
         return [f for f in found if f is not None]
 
     def _holdout_fits(self, values: Mapping[str, Any]) -> tuple[str, str] | None:
-        """SPEC §2: the validation hold-out comes from the training pool and leaves some."""
+        """methods §2: the validation hold-out comes from the training pool and leaves some."""
         pool = self.train_pool(values)
         if values["val_size"] < pool:
             return None
@@ -209,17 +209,17 @@ class Source:
                f"enlarge the training pool ({', '.join(self.pool_keys)})")
         return ("val_size", f"{values['val_size']} is not smaller than the {pool} training "
                 f"examples source {self.name} gives ({given}), from which the validation "
-                f"hold-out is taken (SPEC §2): {fix}")
+                f"hold-out is taken (methods §2): {fix}")
 
 
 # ------------------------------------------------------------------ keys shared by sources
 
-AUGMENT_DOC = "SPEC §2 training augmentation"
+AUGMENT_DOC = "methods §2 training augmentation"
 COMMON: dict[str, Key] = {
-    "val_size": Key("int", "SPEC §2 validation hold-out from the training pool", low=1,
+    "val_size": Key("int", "methods §2 validation hold-out from the training pool", low=1,
                     example=1000),
-    "split_seed": Key("int", "seed of the SPEC §2 hold-out", low=0, example=0),
-    "augment_padding": Key("int", "SPEC §2 crop padding in pixels", default=4, low=0),
+    "split_seed": Key("int", "seed of the methods §2 hold-out", low=0, example=0),
+    "augment_padding": Key("int", "methods §2 crop padding in pixels", default=4, low=0),
 }
 DOWNLOADED: dict[str, Key] = {
     "mirror": Key("text", "base URL or local directory holding the archives", default=None,
@@ -230,7 +230,7 @@ DOWNLOADED: dict[str, Key] = {
                nullable=True),
 }
 IMAGES: dict[str, Key] = {
-    "input_size": Key("int", "network input size for augment resized_crop_flip, SPEC §2; "
+    "input_size": Key("int", "network input size for augment resized_crop_flip, methods §2; "
                       "default: the stored size", default=None, low=8, nullable=True,
                       example=32),
 }
@@ -248,7 +248,7 @@ def augment_key(*choices: str) -> Key:
 
 def resize_check(native: int) -> Check:
     """An ``input_size`` other than the stored size (``image_size``, else ``native``) only
-    means something to ``resized_crop_flip`` (SPEC §2 Tiny ImageNet): any other
+    means something to ``resized_crop_flip`` (methods §2 Tiny ImageNet): any other
     augmentation feeds the network the stored size, so such a block is refused."""
 
     def check(values: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -1,5 +1,5 @@
 """MNIST-1D from the ``mnist1d`` package's generator: offline, deterministic, the embedded
-default (SPEC §5), stored as float32 [n, 1, 40] (the generator standardises it)."""
+default (methods §5), stored as float32 [n, 1, 40] (the generator standardises it)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _mnist1d_arrays(params: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
 
 def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path) -> dict[str, Any]:
-    """Generate MNIST-1D, hold out the SPEC §2 seeded validation split, write files + manifest."""
+    """Generate MNIST-1D, hold out the methods §2 seeded validation split, write files + manifest."""
     x_pool, y_pool, x_test, y_test = _mnist1d_arrays(opts)
     arrays, val_idx = hold_out((x_pool, y_pool), (x_test, y_test), opts)
     return write_embedded(name, params, out_dir, arrays, val_idx)
@@ -98,7 +98,7 @@ MNIST1D = Source(
     name="mnist1d", prepare=prepare, downloads=False,
     keys={
         "source": source_key("mnist1d"),
-        "num_samples": Key("int", "examples generated, split into train and test; SPEC §5 "
+        "num_samples": Key("int", "examples generated, split into train and test; methods §5 "
                            "sizing", default=15000, low=100),
         "train_fraction": Key("float", "the generator's train/test split", default=0.8,
                               low=0, high=1, open_low=True, open_high=True),

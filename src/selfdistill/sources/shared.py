@@ -1,4 +1,4 @@
-"""Helpers several sources share: the hold-out and writing of prepared splits (SPEC §2),
+"""Helpers several sources share: the hold-out and writing of prepared splits (methods §2),
 verified archives and reading them, image decoding, the ImageNet normalisation constants.
 
 Archives are fetched and verified by :mod:`selfdistill.download` into ``download_dir``
@@ -26,7 +26,7 @@ from ..data import split_holdout, write_prepared
 __all__ = ["IMAGENET_NORMALIZE", "archives", "image_array", "member", "reading",
            "write_embedded", "write_images"]
 
-# SPEC §2 normalisation constants (the authors' code) of ImageNet-style images.
+# methods §2 normalisation constants (the authors' code) of ImageNet-style images.
 IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError)
 
@@ -43,7 +43,7 @@ def write_embedded(name: str, params: Mapping[str, Any], out_dir: str | Path,
 def hold_out(pool: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
              opts: Mapping[str, Any]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
                                                np.ndarray]:
-    """SPEC §2 seeded validation hold-out from the training pool: (splits, hold-out indices)."""
+    """methods §2 seeded validation hold-out from the training pool: (splits, hold-out indices)."""
     x_pool, y_pool = pool
     tr, va = split_holdout(len(y_pool), int(opts["val_size"]), int(opts["split_seed"]))
     return {"train": (x_pool[tr], y_pool[tr]), "val": (x_pool[va], y_pool[va]), "test": test}, va
@@ -54,7 +54,7 @@ def write_images(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
                  test: tuple[np.ndarray, np.ndarray], classes: list[str],
                  normalize: Mapping[str, list[float]],
                  records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Seeded validation hold-out from the training pool (SPEC §2), then write everything."""
+    """Seeded validation hold-out from the training pool (methods §2), then write everything."""
     arrays, va = hold_out(pool, test, opts)
     extra = {"val_indices_in_train_pool": va.tolist(), "classes": list(classes),
              "input_size": int(opts.get("input_size") or pool[0].shape[-1]),

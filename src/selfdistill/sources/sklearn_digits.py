@@ -1,4 +1,4 @@
-"""scikit-learn's 8×8 digits (the second embedded dataset, SPEC §5): 1,797 images scaled to
+"""scikit-learn's 8×8 digits (the second embedded dataset, methods §5): 1,797 images scaled to
 [0, 1], a seeded stratified train/test split, optionally standardised with the training
 mean/std; stored as float32 [n, 1, 8, 8]."""
 
@@ -40,7 +40,7 @@ def _standardize(x_train: np.ndarray, *others: np.ndarray) -> tuple[list[np.ndar
 
 def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path) -> dict[str, Any]:
-    """Load the digits, hold out the SPEC §2 seeded validation split, optionally standardise
+    """Load the digits, hold out the methods §2 seeded validation split, optionally standardise
     every split with the training mean/std, write files + manifest."""
     x_pool, y_pool, x_test, y_test = _digits_arrays(opts)
     arrays, val_idx = hold_out((x_pool, y_pool), (x_test, y_test), opts)

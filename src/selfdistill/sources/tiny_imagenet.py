@@ -1,4 +1,4 @@
-"""Tiny ImageNet (SPEC §2, §5 paper-scale grid), decoded straight from the official zip and
+"""Tiny ImageNet (methods §2, §5 paper-scale grid), decoded straight from the official zip and
 stored as uint8 [n, 3, image_size, image_size]."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _decode_members(read: Callable[[str], bytes], members: list[str], size: int,
 
 def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
             out_dir: str | Path, download_dir: str | Path | None = None) -> dict[str, Any]:
-    """Tiny ImageNet (SPEC §2): the 10,000 official val images are the TEST set, a seeded
+    """Tiny ImageNet (methods §2): the 10,000 official val images are the TEST set, a seeded
     10,000 hold-out of the 100,000 training images the validation set; stored at 64 px
     (``image_size``), trained at ``input_size`` 32 (RandomResizedCrop + flip, Resize for
     evaluation), ImageNet mean/std."""
