@@ -25,9 +25,9 @@ include: "workflow/rules/bench.smk"
 
 
 rule all:
+    default_target: True
     input:
         FIGURE_FILES,
-    default_target: True
 
 
 rule figures:

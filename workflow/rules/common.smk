@@ -64,15 +64,19 @@ RUN_FILES = ["model.pt", "history.csv", "preds.npz", "run.json"]
 RUN_DIR = G.run_pattern("results")
 DATA_DIR = G.data_dir("{dataset}")  # results/data/{dataset}
 # Sources of the datasets in the grid that have archives to download (download.smk).
-DOWNLOAD_SOURCES = sorted(
-    {config["datasets"][d]["source"] for d in DATASETS} & set(D.SOURCES)
-)
+DOWNLOAD_SOURCES = sorted({config["datasets"][d]["source"] for d in DATASETS} & set(D.SOURCES))
 COLLECTED = ["results/metrics.csv", "results/reliability.csv", "results/history.csv"]
 FIGURE_FILES = (
-    expand("figures/{fig}.{ext}", fig=["e1_generations", "e2_entropy_accuracy",
-           "e4_reliability", "e5_beta_sensitivity"], ext=["png", "pdf", "json"])
-    + expand("figures/{tab}.{ext}", tab=["e2_matched_entropy", "e3_methods"],
-             ext=["csv", "md", "tex", "json"])
+    expand(
+        "figures/{fig}.{ext}",
+        fig=["e1_generations", "e2_entropy_accuracy", "e4_reliability", "e5_beta_sensitivity"],
+        ext=["png", "pdf", "json"],
+    )
+    + expand(
+        "figures/{tab}.{ext}",
+        tab=["e2_matched_entropy", "e3_methods"],
+        ext=["csv", "md", "tex", "json"],
+    )
     + expand("figures/claims.{ext}", ext=["md", "csv", "json"])
 )
 
@@ -88,11 +92,21 @@ wildcard_constraints:
 
 def run_of(wildcards):
     """The grid entry a training/measure job's wildcards name (KeyError if not in config)."""
-    key = G.run_dir(G.Run(wildcards.dataset, wildcards.arch, wildcards.method,
-                          wildcards.param, int(wildcards.seed), int(wildcards.gen)))
+    key = G.run_dir(
+        G.Run(
+            wildcards.dataset,
+            wildcards.arch,
+            wildcards.method,
+            wildcards.param,
+            int(wildcards.seed),
+            int(wildcards.gen),
+        )
+    )
     if key not in RUN_OF:
-        raise ValueError(f"{key} is not part of the configured grid (experiments, seeds, "
-                         f"sweeps, generations in the config)")
+        raise ValueError(
+            f"{key} is not part of the configured grid (experiments, seeds, "
+            f"sweeps, generations in the config)"
+        )
     return RUN_OF[key]
 
 

@@ -9,8 +9,6 @@ rule prepare_dataset:
         val=f"{DATA_DIR}/val.npz",
         test=f"{DATA_DIR}/test.npz",
         manifest=f"{DATA_DIR}/manifest.json",
-    params:
-        spec=dataset_params,
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
@@ -18,5 +16,7 @@ rule prepare_dataset:
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
+    params:
+        spec=dataset_params,
     script:
         "../scripts/prepare_dataset.py"

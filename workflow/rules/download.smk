@@ -12,9 +12,6 @@ for _source in DOWNLOAD_SOURCES:
             f"download_{_source}"
         output:
             D.download_outputs(_source),
-        params:
-            source=_source,
-            spec=D.download_params(config["datasets"], _source),
         log:
             f"logs/download/{_source}.log",
         benchmark:
@@ -22,5 +19,8 @@ for _source in DOWNLOAD_SOURCES:
         localrule: True
         conda:
             "../../envs/selfdistill.yaml"
+        params:
+            source=_source,
+            spec=D.download_params(config["datasets"], _source),
         script:
             "../scripts/download.py"

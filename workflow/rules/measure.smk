@@ -9,13 +9,13 @@ if BUNDLE == "none":
         output:
             metrics=f"{RUN_DIR}/metrics.csv",
             reliability=f"{RUN_DIR}/reliability.csv",
-        params:
-            bins=measure_params,
         log:
             run_log("logs/measure", "log"),
         localrule: True
         conda:
             "../../envs/selfdistill.yaml"
+        params:
+            bins=measure_params,
         script:
             "../scripts/measure.py"
 
@@ -33,16 +33,16 @@ else:
                 output:
                     metrics=bundle_files(_exp, _part, ["metrics.csv"]),
                     reliability=bundle_files(_exp, _part, ["reliability.csv"]),
-                params:
-                    runs=bundle_runs(_exp, _part),
-                    bins=measure_params,
-                # as soon as its bundle is done (a second), not all at the end
-                priority: 100
                 log:
                     f"logs/measure_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
+                # as soon as its bundle is done (a second), not all at the end
+                priority: 100
                 localrule: True
                 conda:
                     "../../envs/selfdistill.yaml"
+                params:
+                    runs=bundle_runs(_exp, _part),
+                    bins=measure_params,
                 script:
                     "../scripts/measure_bundle.py"
 

@@ -15,13 +15,13 @@ rule render_claims:
             category="1. Claims check",
         ),
         sidecar="figures/claims.json",
-    params:
-        compare=config["compare"],
     log:
         "logs/render/render_claims.log",
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
+    params:
+        compare=config["compare"],
     script:
         "../scripts/render_claims.py"
 
@@ -86,13 +86,13 @@ rule render_e3:
         md="figures/e3_methods.md",
         tex="figures/e3_methods.tex",
         sidecar="figures/e3_methods.json",
-    params:
-        compare=config["compare"],
     log:
         "logs/render/render_e3.log",
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
+    params:
+        compare=config["compare"],
     script:
         "../scripts/render_e3.py"
 
@@ -108,13 +108,13 @@ rule render_e4:
         ),
         pdf="figures/e4_reliability.pdf",
         sidecar="figures/e4_reliability.json",
-    params:
-        compare=config["compare"],
     log:
         "logs/render/render_e4.log",
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
+    params:
+        compare=config["compare"],
     script:
         "../scripts/render_e4.py"
 

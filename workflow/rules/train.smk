@@ -19,20 +19,20 @@ if BUNDLE == "none":
             history=f"{RUN_DIR}/history.csv",
             preds=f"{RUN_DIR}/preds.npz",
             provenance=f"{RUN_DIR}/run.json",
-        params:
-            spec=run_params,
-        threads: config["execution"]["threads"]
-        resources:
-            gpu=train_gpu,
-            mem_mb=train_mem_mb,
-            runtime=train_runtime,
-            checkpoint_every=train_checkpoint_every,
         log:
             run_log("logs/train", "log"),
         benchmark:
             run_log("benchmarks/train", "tsv")
         conda:
             "../../envs/selfdistill.yaml"
+        threads: config["execution"]["threads"]
+        resources:
+            gpu=train_gpu,
+            mem_mb=train_mem_mb,
+            runtime=train_runtime,
+            checkpoint_every=train_checkpoint_every,
+        params:
+            spec=run_params,
         script:
             "../scripts/train.py"
 
@@ -47,22 +47,22 @@ else:
                     manifest=f"{G.data_dir(_exp['dataset'])}/manifest.json",
                 output:
                     bundle_outputs(_exp, _part),
-                params:
-                    specs=bundle_params(_exp, _part),
-                threads: config["execution"]["threads"]
+                log:
+                    f"logs/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
+                benchmark:
+                    f"benchmarks/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.tsv"
                 # Longest first: bundles with more networks start first, so the short
                 # ones fill the cores at the end (shorter makespan).
                 priority: len(bundle_parts(_exp)[_part])
+                conda:
+                    "../../envs/selfdistill.yaml"
+                threads: config["execution"]["threads"]
                 resources:
                     gpu=_exp["resources"]["gpu"],
                     mem_mb=bundle_mem_mb(_exp),
                     runtime=bundle_runtime(_exp, _part),
                     checkpoint_every=_exp["resources"]["checkpoint_every"],
-                log:
-                    f"logs/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
-                benchmark:
-                    f"benchmarks/train_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.tsv"
-                conda:
-                    "../../envs/selfdistill.yaml"
+                params:
+                    specs=bundle_params(_exp, _part),
                 script:
                     "../scripts/train_bundle.py"
