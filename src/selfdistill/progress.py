@@ -300,6 +300,9 @@ def _section(title: str, body: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- command line
 
 
+PLANNED = ".planned_runs"  # written by the workflow at the start of every run (common.smk)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="selfdistill progress",
                                 description="Summarise a results tree: done, running, failed "
@@ -310,7 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None,
                    help="runs going at once for the ETA (default: the running runs)")
     p.add_argument("--expected", default=None, metavar="FILE",
-                   help="planned run directories, one per line (absent ones are waiting)")
+                   help="planned run directories, one per line (absent ones are waiting); "
+                        "default: <results>/.planned_runs, written by each snakemake run")
     return p
 
 
@@ -327,6 +331,9 @@ def _expected(path: str | None) -> list[Path] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m selfdistill progress [results] [--watch SECONDS]``."""
     args = _parser().parse_args(argv)
+    planned = Path(args.results) / PLANNED
+    if args.expected is None and planned.is_file():
+        args.expected = str(planned)
     expected = _expected(args.expected)
     if not Path(args.results).is_dir():
         print(f"selfdistill progress: no results directory {args.results!r}", file=sys.stderr)

@@ -173,6 +173,16 @@ def test_render_and_main(tree, capsys):
     assert main([str(root.parent / "missing")]) == 1
 
 
+def test_main_reads_the_workflow_plan_by_default(tree, capsys):
+    """The workflow writes results/.planned_runs at each start (common.smk onstart)."""
+    root, expected = tree
+    assert main([str(root)]) == 0
+    assert "1 waiting (7 runs)" in capsys.readouterr().out  # only the created-but-empty run
+    (root / ".planned_runs").write_text("".join(f"{p}\n" for p in expected))
+    assert main([str(root)]) == 0
+    assert "2 waiting (8 runs)" in capsys.readouterr().out
+
+
 def test_progress_does_not_import_torch():
     """Watching a grid from a login node stays cheap (no torch, pandas or matplotlib)."""
     code = ("import sys, selfdistill.progress; "

@@ -43,6 +43,9 @@ onstart:
     # runs once Snakemake holds the lock: name its holder, drop orphan temp files
     W.record_holder(Path.cwd(), local=workflow.local_exec)
     W.remove_orphan_temp_files(["results", "figures"], before=STARTED)
+    # the planned networks, so `selfdistill progress` can count those not started yet
+    Path("results").mkdir(exist_ok=True)
+    Path(PLANNED_RUNS).write_text("".join(f"{G.run_dir(r)}\n" for r in RUNS))
 
 
 onsuccess:
@@ -54,6 +57,7 @@ onerror:
 
 
 RUNS = G.grid(config)
+PLANNED_RUNS = "results/.planned_runs"
 RUN_OF = {G.run_dir(r): r for r in RUNS}
 BUNDLE = config["execution"]["bundle"]
 DATASETS = sorted({r.dataset for r in RUNS})
