@@ -13,20 +13,9 @@ import torch
 
 from selfdistill.checkpoint import CheckpointError, recorded_sha256, verify_model
 from selfdistill.cli import main
-from selfdistill.data import prepare_dataset
 from selfdistill.io import sha256_file, write_torch
 from selfdistill.run import RunSpec, TeacherError, train_run
 from selfdistill.train import TrainConfig
-
-MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
-           "generator_seed": 42, "val_size": 80, "split_seed": 0}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "mnist1d"
-    prepare_dataset("mnist1d", MNIST1D, out)
-    return out
 
 
 @pytest.fixture(scope="module")

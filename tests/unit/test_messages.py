@@ -21,7 +21,7 @@ import yaml
 
 import selfdistill.io
 from selfdistill.checkpoint import ResumeIdentity, TrainInterrupted
-from selfdistill.data import DataError, load_manifest, load_split, prepare_dataset
+from selfdistill.data import DataError, load_manifest, load_split
 from selfdistill.io import write_csv, write_json, write_npz, write_torch
 from selfdistill.methods import METHODS, get_method
 from selfdistill.models import build_model
@@ -30,16 +30,6 @@ from selfdistill.run import RunSpec, train_run
 from selfdistill.train import NonFiniteLossError, TrainConfig, fit
 
 from ..conftest import REPO
-
-MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
-           "generator_seed": 42, "val_size": 80, "split_seed": 0}
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "mnist1d"
-    prepare_dataset("mnist1d", MNIST1D, out)
-    return out
 
 
 def spec(data_dir, out, method="ce", param=None, teacher=None, epochs=1, lr=0.1, options=None):

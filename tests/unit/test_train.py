@@ -3,7 +3,6 @@ checkpoints, named errors."""
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,15 +17,7 @@ from selfdistill.objectives import BetaSmoothing, Objective, SelfDistillation
 from selfdistill.run import RunSpec, TeacherError, train_run
 from selfdistill.train import NonFiniteLossError, TrainConfig, fit
 
-MNIST1D = {"source": "mnist1d", "num_samples": 600, "train_fraction": 0.8,
-           "generator_seed": 42, "val_size": 80, "split_seed": 0}
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "mnist1d"
-    prepare_dataset("mnist1d", MNIST1D, out)
-    return out
+from .conftest import MNIST1D
 
 
 def spec(data_dir, out, method="ce", param=None, seed=0, gen=0, teacher=None, epochs=3,
