@@ -1,4 +1,4 @@
-"""Provenance records kept beside every result (STYLE: evidence with results)."""
+"""Provenance records kept beside every result: the evidence travels with the result."""
 
 from __future__ import annotations
 

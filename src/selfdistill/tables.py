@@ -273,7 +273,7 @@ def _bold(text: str, on: bool, style: str) -> str:
 
 def write_sidecar(path: str | Path, inputs: Sequence[str | Path], config: Any,
                   started: float, outputs: Sequence[str | Path]) -> None:
-    """Provenance JSON beside an output (STYLE: evidence with results)."""
+    """Provenance JSON beside an output: the evidence travels with the result."""
     write_json(path, provenance(config=config, inputs=[str(p) for p in inputs],
                                 wall_time_s=round(time.perf_counter() - started, 3),
                                 outputs=[str(p) for p in outputs]))
