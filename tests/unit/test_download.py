@@ -37,6 +37,8 @@ from selfdistill.augment import build_input_pipeline
 from selfdistill.data import SPLITS, load_split, prepare_dataset
 from selfdistill.train import TrainConfig
 
+from ..conftest import copy_workflow
+
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
 
@@ -562,28 +564,6 @@ def test_download_params_of_a_source() -> None:
 # ------------------------------------------------------------------ through snakemake
 
 
-SNAKEFILE = """
-configfile: "config.yaml"
-DATASETS = list(config["datasets"])
-
-
-def dataset_params(wildcards):
-    return dict(config["datasets"][wildcards.dataset])
-
-
-include: "{repo}/workflow/rules/download.smk"
-include: "{repo}/workflow/rules/data.smk"
-
-
-use rule prepare_dataset as prepare_downloaded with:
-    input:
-        archives=download_input,
-
-
-ruleorder: prepare_downloaded > prepare_dataset
-"""
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Path) -> None:
@@ -591,27 +571,22 @@ def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Pat
     url, root = served
     make_cifar10(root / "cifar-10-python.tar.gz")
     block = _block("cifar10", root / "cifar-10-python.tar.gz", url, augment="crop_flip")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"c10": block}}))
-    # `use rule` resolves the inherited relative paths (script, conda env) against the
-    # Snakefile that says it: place it where data.smk is, relative to those.
-    (tmp_path / "workflow" / "rules").mkdir(parents=True)
-    (tmp_path / "workflow" / "rules" / "Snakefile").write_text(
-        SNAKEFILE.replace("{repo}", str(REPO)))
-    (tmp_path / "workflow" / "scripts").symlink_to(REPO / "workflow" / "scripts")
-    (tmp_path / "envs").symlink_to(REPO / "envs")
+    # the real workflow, with an experiment that uses the fabricated dataset
+    wf = copy_workflow(tmp_path / "wf")
+    (wf / "c10.yaml").write_text(yaml.safe_dump({
+        "datasets": {"c10": block}, "experiments": [{"dataset": "c10", "arch": "resnet18"}]}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "snakemake", "results/data/c10/manifest.json", "--cores", "1",
-           "--snakefile", "workflow/rules/Snakefile"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+           "--configfile", "config/config.yaml", "c10.yaml"]
+    proc = subprocess.run(cmd, cwd=wf, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    archive = tmp_path / "resources" / "downloads" / "cifar10" / "cifar-10-python.tar.gz"
+    archive = wf / "resources" / "downloads" / "cifar10" / "cifar-10-python.tar.gz"
     assert _sha256(archive) == block["sha256"]
-    assert "verified" in (tmp_path / "logs" / "download" / "cifar10.log").read_text()
-    manifest = json.loads((tmp_path / "results" / "data" / "c10" / "manifest.json").read_text())
+    assert "verified" in (wf / "logs" / "download" / "cifar10.log").read_text()
+    manifest = json.loads((wf / "results" / "data" / "c10" / "manifest.json").read_text())
     assert manifest["sizes"] == {"train": 40, "val": 10, "test": 20}
-    shutil.rmtree(tmp_path / ".snakemake", ignore_errors=True)
+    shutil.rmtree(wf / ".snakemake", ignore_errors=True)
 
 
 def test_dag_build_import_stays_light() -> None:
