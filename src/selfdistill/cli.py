@@ -392,8 +392,15 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
     except yaml.YAMLError as err:
         raise UsageError(f"--config {path}: not valid YAML ({err}); fix its syntax") from None
     cfg = _mapping(data, f"--config {path}")
-    _unknown(f"{path}: ", cfg, BLOCKS, "a --config file (blocks of config/config.yaml)")
+    _unknown(f"{path}: ", cfg, (*BLOCKS, "resources"),
+             "a --config file (blocks of config/config.yaml)")
     blocks = {b: _mapping(cfg.get(b), f"{path}: {b}") for b in BLOCKS}
+    # resources: scheduling; of it only the checkpoint cadence applies to one run
+    for key, value in _mapping(cfg.get("resources"), f"{path}: resources").items():
+        if key != "checkpoint_every":
+            raise UsageError(f"{path}: resources.{key}: applies to the workflow only (what a "
+                             f"job asks of the scheduler), not to one run; remove it")
+        blocks["execution"].setdefault("checkpoint_every", value)
     opts = recipe_opts()
     _unknown(f"{path}: train.", blocks["train"], [o.name for o in opts["train"]], "train")
     for key in _WORKFLOW_ONLY["execution"]:

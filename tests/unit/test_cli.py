@@ -139,6 +139,7 @@ def test_config_file_under_explicit_flags(tmp_path):
     ("methods: {kd: {alpha: 1}}\n", "methods.kd: unknown key"),
     ("methods: {sd: {alpah: 0.5}}\n", "methods.sd.alpah: unknown key (did you mean alpha?)"),
     ("execution: {bundle: seed}\n", "execution.bundle: applies to the workflow only"),
+    ("resources: {runtime: 30}\n", "resources.runtime: applies to the workflow only"),
     ("train: {batch_size: 0}\n", "train.batch_size: 0 is out of range"),
     ("methods: {sd: {alpha: 2}}\n", "methods.sd.alpha: 2 is out of range"),
     ("train: [1, 2]\n", "train: expected a block of key: value lines"),
@@ -149,6 +150,15 @@ def test_config_file_errors_name_the_file_and_key(tmp_path, capsys, text, named)
     err = usage_error([*BASE, "--method", "sd", "--gen", "1", "--teacher", "t.pt", "--config",
                        str(cfg)], capsys)
     assert f"{cfg}: {named}" in err
+
+
+def test_config_resources_give_the_checkpoint_cadence(tmp_path):
+    """The workflow keeps checkpoint_every under resources (scheduling); --config reads it."""
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("resources: {checkpoint_every: 3}\n")
+    assert spec("--method", "ce", "--config", str(cfg)).train.checkpoint_every == 3
+    assert spec("--method", "ce", "--config", str(cfg), "--checkpoint-every",
+                "2").train.checkpoint_every == 2
 
 
 def test_config_dataset_block_gives_the_augmentation(tmp_path):
