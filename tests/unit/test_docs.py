@@ -21,12 +21,13 @@ TEXT_NAMES = {"Snakefile"}
 # "## 3. Methods", "### 3.4 Self-distillation (SD)": the number is the section's citation key.
 HEADING = re.compile(r"^#{1,6}[ \t]+(\d+(?:\.\d+)*)\.?[ \t]", re.M)
 # "methods §3.4", also "methods §3.4, §3.5" / "methods §1-§7" / "methods §3.2 and §3.5".
-# "SPEC §x" citations use the same numbers until they are renamed, so they are checked too.
 _NUM = r"\d+(?:\.\d+)*"
-CITATION = re.compile(rf"\b(?:methods|SPEC) §({_NUM})((?:\s*(?:,|-|–|and|or)\s*§{_NUM})*)")
+CITATION = re.compile(rf"\bmethods §({_NUM})((?:\s*(?:,|-|–|and|or)\s*§{_NUM})*)")
 FOLLOWING = re.compile(rf"§({_NUM})")
-# The fact sheet outside the repository: "SPEC", "SPEC.md", "shared/..." or "../shared/...".
-EXTERNAL = re.compile(r"\bSPEC\b|(?<![\w/.-])(?:\.\./)?shared/")
+# The fact sheet outside the repository, by its name (spelled in two parts so that this file
+# names it nowhere), its file name, or a "shared/..." / "../shared/..." path.
+_SHEET = "SP" + "EC"
+EXTERNAL = re.compile(rf"\b{_SHEET}\b|(?<![\w/.-])(?:\.\./)?shared/")
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 
@@ -133,7 +134,8 @@ def test_checker_names_file_line_and_section_of_a_bad_citation(tmp_path):
 
 
 def test_no_file_points_to_the_external_fact_sheet():
-    """Everything a reader needs is in the repository: no SPEC / SPEC.md / shared/ paths."""
+    """Everything a reader needs is in the repository: no path or name of the outside fact
+    sheet, no shared/ paths."""
     bad = []
     for path in repo_text_files():
         for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines()):
@@ -144,8 +146,7 @@ def test_no_file_points_to_the_external_fact_sheet():
 
 
 def test_external_pattern_catches_each_form():
-    spec = "SP" + "EC"
-    for line in (f"see {spec} §3.4", f"the fact sheet {spec}.md", "beside it in `shared/`",
+    for line in (f"see {_SHEET} §3.4", f"the fact sheet {_SHEET}.md", "beside it in `shared/`",
                  "cp ../shared/recipes/x.sh ."):
         assert EXTERNAL.search(line), line
     for line in ("spec=run_params", "RunSpec(...)", "methods §3.4", "torch/shared/lib"):
