@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import download
-from .keys import COMMON, DOWNLOADED, IMAGES, Key, Source, augment_key, resize_check, source_key
+from .keys import resized_image_source
 from .shared import IMAGENET_NORMALIZE, archives, image_array, member, reading, write_images
 
 __all__ = ["CUB200", "prepare"]
@@ -68,11 +68,4 @@ def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
                         (x[~train], y[~train]), names, IMAGENET_NORMALIZE, records)
 
 
-CUB200 = Source(
-    name="cub200", prepare=prepare, downloads=True,
-    keys={"source": source_key("cub200"), **COMMON, **DOWNLOADED, **IMAGES,
-          "image_size": Key("int", "stored size: shorter side resized, centre-cropped",
-                            default=DEFAULT_SIZE, low=8),
-          "augment": augment_key("crop_flip", "resized_crop_flip")},
-    train_pool=lambda opts: TRAIN_IMAGES, checks=(resize_check(DEFAULT_SIZE),),
-    files=tuple(a.filename for a in download.SOURCES["cub200"]))
+CUB200 = resized_image_source("cub200", prepare, DEFAULT_SIZE, TRAIN_IMAGES)

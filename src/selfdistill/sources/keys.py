@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import download
+
 __all__ = ["COMMON", "DOWNLOADED", "IMAGES", "REQUIRED", "Invalid", "Key", "Source", "augment_key",
-           "close_match", "resize_check", "source_key"]
+           "close_match", "resize_check", "resized_image_source", "source_key"]
 
 REQUIRED: Any = object()  # default of a key the block must give
 # A number as YAML may load it as a string: PyYAML reads ``1e6`` and ``1.0e6`` (no sign in
@@ -260,3 +262,17 @@ def resize_check(native: int) -> Check:
                 f"set augment: resized_crop_flip, or remove input_size")
 
     return check
+
+
+def resized_image_source(name: str, prepare: Callable[..., Any], size: int,
+                         train_images: int) -> Source:
+    """A downloaded image source stored at ``image_size`` (shorter side resized, centre
+    crop; default ``size``) with ``train_images`` training images (Tiny ImageNet, CUB)."""
+    return Source(
+        name=name, prepare=prepare, downloads=True,
+        keys={"source": source_key(name), **COMMON, **DOWNLOADED, **IMAGES,
+              "image_size": Key("int", "stored size: shorter side resized, centre-cropped",
+                                default=size, low=8),
+              "augment": augment_key("crop_flip", "resized_crop_flip")},
+        train_pool=lambda opts: train_images, checks=(resize_check(size),),
+        files=tuple(a.filename for a in download.SOURCES[name]))

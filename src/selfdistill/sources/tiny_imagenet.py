@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import download
-from .keys import COMMON, DOWNLOADED, IMAGES, Key, Source, augment_key, resize_check, source_key
+from .keys import resized_image_source
 from .shared import IMAGENET_NORMALIZE, archives, image_array, member, reading, write_images
 
 __all__ = ["TINY_IMAGENET", "prepare"]
@@ -64,11 +64,4 @@ def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
                         IMAGENET_NORMALIZE, records)
 
 
-TINY_IMAGENET = Source(
-    name="tiny_imagenet", prepare=prepare, downloads=True,
-    keys={"source": source_key("tiny_imagenet"), **COMMON, **DOWNLOADED, **IMAGES,
-          "image_size": Key("int", "stored size: shorter side resized, centre-cropped",
-                            default=NATIVE, low=8),
-          "augment": augment_key("crop_flip", "resized_crop_flip")},
-    train_pool=lambda opts: TRAIN_IMAGES, checks=(resize_check(NATIVE),),
-    files=tuple(a.filename for a in download.SOURCES["tiny_imagenet"]))
+TINY_IMAGENET = resized_image_source("tiny_imagenet", prepare, NATIVE, TRAIN_IMAGES)
