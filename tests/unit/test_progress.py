@@ -3,8 +3,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -181,12 +179,3 @@ def test_main_reads_the_workflow_plan_by_default(tree, capsys):
     (root / ".planned_runs").write_text("".join(f"{p}\n" for p in expected))
     assert main([str(root)]) == 0
     assert "2 waiting (8 runs)" in capsys.readouterr().out
-
-
-def test_progress_does_not_import_torch():
-    """Watching a grid from a login node stays cheap (no torch, pandas or matplotlib)."""
-    code = ("import sys, selfdistill.progress; "
-            "print(sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == "[]"
