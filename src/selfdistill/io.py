@@ -4,6 +4,11 @@ Every file the pipeline writes goes through :func:`atomic_path`: it is written t
 temporary name in the same directory and renamed into place only when complete, so a
 killed job never leaves a half-written file that a rerun would trust. A write that fails
 (disk full, ...) raises an OSError that keeps its errno and names the file and the fix.
+
+The temporary name says who writes it: ``.<name>.selfdistill-<host>-<pid>-<random>.tmp``
+(:func:`temp_writer` reads it back), so the cleanup at a run's start
+(:func:`selfdistill.workdir.remove_orphan_temp_files`) removes only the files of writers
+that are gone, never a user's ``.notes.tmp`` or a live writer's file.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import errno
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +34,8 @@ __all__ = [
     "ensure_writable_dir",
     "read_json",
     "sha256_file",
+    "temp_host",
+    "temp_writer",
     "write_csv",
     "write_json",
     "write_npz",
@@ -43,6 +52,23 @@ _WRITE_FIXES = {
     errno.EPERM: "fix the permissions of its directory or run from a writable working directory",
     errno.EIO: "the storage reported an I/O error: check the disk, then re-run",
 }
+
+TEMP_MARK = "selfdistill"  # the mark of this project's temporary names
+# .<name>.selfdistill-<host>-<pid>-<random>.tmp; mkstemp's random part is 8 of [a-z0-9_]
+_TEMP_NAME = re.compile(rf"\.(?P<name>.+)\.{TEMP_MARK}-(?P<host>[A-Za-z0-9._-]+)-"
+                        rf"(?P<pid>\d+)-[a-z0-9_]{{8}}\.tmp")
+
+
+def temp_host() -> str:
+    """This host's name as temporary names spell it (characters of a file name only)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def temp_writer(path: str | os.PathLike) -> tuple[str, int] | None:
+    """(host, pid) of the :func:`atomic_path` write whose temporary file ``path`` is, or
+    None when ``path`` does not carry this project's temporary name."""
+    m = _TEMP_NAME.fullmatch(Path(path).name)
+    return (m["host"], int(m["pid"])) if m else None
 
 
 def ensure_writable_dir(path: str | os.PathLike) -> Path:
@@ -63,13 +89,16 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds.
 
-    An OSError while writing (disk full, quota, read-only file system) is raised again as
-    :func:`write_error`: same class and errno, with ``path`` and the fix in its message.
+    The temporary name, ``.<name>.selfdistill-<host>-<pid>-<random>.tmp``, names this
+    process as its writer (:func:`temp_writer`). An OSError while writing (disk full,
+    quota, read-only file system) is raised again as :func:`write_error`: same class and
+    errno, with ``path`` and the fix in its message.
     """
     target = Path(path)
     directory = ensure_writable_dir(target.parent)
+    prefix = f".{target.name}.{TEMP_MARK}-{temp_host()}-{os.getpid()}-"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except OSError as err:  # e.g. no inodes left
         raise write_error(err, target) from err
     os.close(fd)

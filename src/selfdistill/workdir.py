@@ -10,8 +10,13 @@ and removes that record when it ends (:func:`release_holder`). At the next start
 :func:`clear_stale_lock` removes the lock only when every recorded holder ran on this host
 and is gone, ran its jobs on this host (not on a cluster, where they may outlive it) and no
 Snakemake process or job runs in the directory: so two runs in one directory are still
-refused. Any other stale-looking lock stays, with one line saying what to do. :func:`remove_orphan_temp_files` removes ``.*.tmp`` files that
-:func:`selfdistill.io.atomic_path` left when a writer was killed.
+refused. Any other stale-looking lock stays, with one line saying what to do.
+
+:func:`remove_orphan_temp_files` removes the temporary files that
+:func:`selfdistill.io.atomic_path` left when a writer was killed: only files carrying its
+name (``.<name>.selfdistill-<host>-<pid>-<random>.tmp``) whose writer ran on this host and
+is gone, and that are older than the run's start. A user's ``.notes.tmp``, a live
+writer's file (a slow fsync) and a file written on another host stay.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from .io import temp_host, temp_writer
 
 __all__ = ["CLUSTER_ADVICE", "UNLOCK_ADVICE", "clear_stale_lock", "record_holder", "release_holder",
            "remove_orphan_temp_files"]
@@ -141,12 +148,19 @@ def clear_stale_lock(workdir: str | Path) -> str | None:
 
 
 def remove_orphan_temp_files(roots: Iterable[str | Path], before: float) -> list[Path]:
-    """Delete the ``.*.tmp`` files of interrupted atomic writes under ``roots`` last
-    modified before ``before`` (the start of this run, epoch seconds), never a newer one:
-    a live write keeps touching its file. Returns the files removed."""
-    removed = []
+    """Delete the temporary files of interrupted :func:`selfdistill.io.atomic_path` writes
+    under ``roots``: files with its temporary name whose writer ran on this host and no
+    longer runs (its pid is gone), last modified before ``before`` (the start of this run,
+    epoch seconds). Every other file stays: one not of that name (a user's ``.notes.tmp``),
+    one whose writer still runs, one written on another host (a cluster job's writer may
+    live there), a newer one. A reused pid keeps its file, for a later start to remove.
+    Returns the files removed."""
+    host, removed = temp_host(), []
     for root in roots:
         for path in Path(root).rglob(".*.tmp"):
+            writer = temp_writer(path)
+            if writer is None or writer[0] != host or psutil.pid_exists(writer[1]):
+                continue
             try:
                 if path.is_file() and path.stat().st_mtime < before:
                     path.unlink()

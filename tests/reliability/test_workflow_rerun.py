@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from selfdistill import grid as G
+from selfdistill.io import temp_host
 
 from ..conftest import REPO, copy_workflow, snakemake
 from ..workflow.test_dag import load_config
@@ -111,7 +112,10 @@ def test_failing_bundle_keeps_finished_networks_rerun_trains_from_the_failing_on
     assert not any((r / name).exists() for r in runs[7:] for name in ("model.pt", "run.json"))
     before = [r.joinpath("model.pt").read_bytes() for r in runs[:7]]
     (runs[7] / "resume.pt").rmdir()
-    orphan, live = wf / "results" / ".reliability.csv.a1b2c3d4.tmp", wf / "figures" / ".x.tmp"
+    gone = subprocess.Popen(["true"])  # the killed writer of an atomic write, gone
+    gone.wait()
+    orphan = wf / "results" / f".reliability.csv.selfdistill-{temp_host()}-{gone.pid}-a1b2c3d4.tmp"
+    live = wf / "figures" / ".x.tmp"
     for path, age in ((orphan, -600), (live, 3600)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
