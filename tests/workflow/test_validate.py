@@ -2,6 +2,7 @@
 blocks, dataset/arch fit, generations; each error names the key and a fix that works."""
 
 import copy
+import json
 import re
 
 import pytest
@@ -150,3 +151,126 @@ def test_nested_config_on_the_command_line_and_exponent_yaml_work(workflow_dir):
     bad = snakemake(workflow_dir, "-n", "--config", "train=epochs: [3", check=False)
     assert bad.returncode != 0
     assert "config key train: expected a mapping" in bad.stdout + bad.stderr
+
+
+# --------------------------------------------------------------------------- names, bounds
+
+NAME_FIX = "rename the datasets block and the experiments[].dataset naming it"
+
+
+def blocks(datasets: dict, experiments: list) -> str:
+    """A config file that adds dataset blocks and replaces the experiments."""
+    return yaml.safe_dump({"datasets": datasets, "experiments": experiments})
+
+
+def mnist1d_block(**keys) -> dict:
+    return {"source": "mnist1d", "num_samples": 1000, "val_size": 100, "split_seed": 0, **keys}
+
+
+def test_a_dataset_name_leaving_results_is_refused_before_any_job(workflow_dir):
+    """`../../../x` would put its prepared data, logs and networks outside results/ (and
+    outside the working directory): the run stops at parse time, naming the key and the fix,
+    and nothing is written anywhere."""
+    bad = "../../../x"
+    (workflow_dir / "bad.yaml").write_text(
+        blocks({bad: mnist1d_block()}, [{"dataset": bad, "arch": "cnn1d"}]))
+    before = sorted(workflow_dir.parent.rglob("*"))
+    proc = snakemake(workflow_dir, "--cores", "1", "data", "--configfile", "config/config.yaml",
+                     "tiny.yaml", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"config key datasets: '{bad}' does not match" in out, out[-3000:]
+    assert f"config key experiments[0].dataset: '{bad}' does not match" in out
+    assert NAME_FIX in out and "Building DAG" not in out
+    after = [p for p in sorted(workflow_dir.parent.rglob("*")) if ".snakemake" not in p.parts]
+    assert after == [p for p in before if ".snakemake" not in p.parts]
+
+
+def test_a_dataset_name_with_regex_characters_is_refused_with_the_named_error(workflow_dir):
+    """`c++` used to break the dataset wildcard constraint (a MissingInputException)."""
+    (workflow_dir / "bad.yaml").write_text(
+        blocks({"c++": mnist1d_block()}, [{"dataset": "c++", "arch": "cnn1d"}]))
+    proc = snakemake(workflow_dir, "-n", "metrics", "--configfile", "config/config.yaml",
+                     "tiny.yaml", "bad.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "MissingInputException" not in out, out[-3000:]
+    assert "config key datasets: 'c++' does not match '^[A-Za-z0-9][A-Za-z0-9_-]*$'" in out
+    assert NAME_FIX in out
+
+
+def test_wildcard_constraints_escape_the_names(workflow_dir):
+    """common.smk's constraint builder matches each name literally (regex characters
+    escaped), and the dataset constraint is built with it."""
+    (workflow_dir / "check.smk").write_text(
+        'import json\n\n\nconfigfile: "config/config.yaml"\n\n\n'
+        'include: "workflow/rules/common.smk"\n\n\n'
+        'print("ONE_OF", json.dumps(one_of(["c++", "a.b", "x|y"])))\n'
+        'print("DATASET", json.dumps(workflow.wildcard_constraints["dataset"]))\n')
+    proc = snakemake(workflow_dir, "-s", "check.smk", "--list-rules")
+    printed = dict(line.split(" ", 1) for line in proc.stdout.splitlines()
+                   if line.startswith(("ONE_OF ", "DATASET ")))
+    one_of = json.loads(printed["ONE_OF"])
+    assert all(re.fullmatch(one_of, name) for name in ("c++", "a.b", "x|y"))
+    assert not any(re.fullmatch(one_of, name) for name in ("c", "ccc", "axb", "x", "y"))
+    dataset = json.loads(printed["DATASET"])
+    assert re.fullmatch(dataset, "mnist1d") and not re.fullmatch(dataset, "mnist1d/x")
+
+
+@pytest.mark.parametrize("block,key,bound", [
+    (mnist1d_block(num_samples=10 ** 9), "num_samples", 10_000_000),
+    ({"source": "fashion_mnist", "val_size": 100, "split_seed": 0, "image_size": 10 ** 6},
+     "image_size", 256),
+    (mnist1d_block(augment_padding=10 ** 6), "augment_padding", 64),
+])
+def test_a_size_beyond_what_a_machine_holds_is_refused_naming_key_and_bound(
+        workflow_dir, block, key, bound):
+    """num_samples 10^9 used to run silently (for hours), image_size 10^6 to end in a raw
+    MemoryError: the schema bounds them, and the message names the key, the bound and why."""
+    arch = "cnn1d" if block["source"] == "mnist1d" else "cnn_digits"
+    (workflow_dir / "big.yaml").write_text(blocks({"big": block}, [{"dataset": "big",
+                                                                     "arch": arch}]))
+    proc = snakemake(workflow_dir, "-n", "metrics", "--configfile", "config/config.yaml",
+                     "tiny.yaml", "big.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    line = next((x for x in out.splitlines() if f"config key datasets.big.{key}:" in x), "")
+    assert f"{block[key]} is greater than the maximum of {bound}" in line, out[-3000:]
+    assert f"write a value at most {bound}" in line
+    assert re.search(rf"\(.*at most ({bound}|{bound:,})(?!,?\d).*\)", line)  # and why
+
+
+def schema_bounds(node: dict, path: str = "") -> list[tuple[str, dict]]:
+    """Every integer (a size, a count) of the schema with a maximum, with its key path."""
+    found = [(path, node)] if "maximum" in node and node.get("type") == "integer" else []
+    for key, sub in node.get("properties", {}).items():
+        found += schema_bounds(sub, f"{path}.{key}".lstrip("."))
+    for key in ("additionalProperties", "items"):
+        if isinstance(node.get(key), dict):
+            found += schema_bounds(node[key], f"{path}[]")
+    return found
+
+
+def test_every_upper_bound_of_the_schema_says_why():
+    """A bound a machine can hold is explained where the user reads it (the description,
+    printed with the error): it names the bound and gives a reason."""
+    bounded = dict(schema_bounds(SCHEMA))
+    assert {"datasets[].num_samples", "datasets[].image_size", "datasets[].input_size",
+            "metrics.ece_bins"} <= set(bounded)
+    for path, node in bounded.items():
+        n, text = node["maximum"], " ".join(node["description"].split())
+        said = rf"at most ({n}|{n:,})(?!,?\d)"
+        assert re.search(said, text) and len(text) > len(re.search(said, text)[0]) + 40, path
+
+
+def test_schema_and_source_bounds_agree():
+    """The schema repeats the dataset-block bounds the sources declare (the CLI checks the
+    sources', the workflow the schema's first): a lower bound is the same; an upper bound a
+    source declares is the schema's."""
+    props = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
+    for key, node in props.items():
+        for source in SOURCES.values():
+            spec = source.keys.get(key)
+            if spec is None or spec.kind not in ("int", "float"):
+                continue
+            assert spec.low == node.get("minimum"), (source.name, key)
+            assert spec.high in (None, node.get("maximum")), (source.name, key)

@@ -1,6 +1,7 @@
 # Validation, the grid, wildcard constraints, path patterns and input functions: every
 # Python helper of the workflow lives here; the other .smk files hold rules only.
 import os
+import re
 import sys
 import time
 
@@ -23,10 +24,41 @@ from selfdistill.methods import METHODS
 STARTED = time.time()  # temporary files older than this are orphans of killed writes
 
 # The whole config is checked before any job: numbers/booleans that arrive as text (YAML's
-# 1e6, nested --config values) converted where the schema wants them, then the schema, then
-# the cross-key checks (every dataset block used, dataset/arch fit, compare points).
+# 1e6, nested --config values) converted where the schema wants them, then the schema (its
+# breaches one line each, naming the key; Snakemake's validate then fills the defaults),
+# then the cross-key checks (every dataset block used, dataset/arch fit, compare points).
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-G.coerce_config(config, yaml.safe_load(SCHEMA.read_text()))
+
+
+def schema_problems(config, schema):
+    """Each breach of the JSON ``schema`` by ``config`` as one line: the key, what is
+    wrong, the fix of a bound and, for a bad value, the key's description (why the bound,
+    what a name may hold)."""
+    from jsonschema import Draft202012Validator
+
+    def segment(p):
+        if isinstance(p, int):
+            return f"[{p}]"
+        return f".{p}" if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f"[{p!r}]"
+
+    lines = []
+    for err in Draft202012Validator(schema).iter_errors(config):
+        path = "".join(segment(p) for p in err.absolute_path)
+        fix = {"maximum": "at most", "minimum": "at least"}.get(err.validator)
+        line = f"config key {path.lstrip('.') or '(top level)'}: {err.message}"
+        line += f"; write a value {fix} {err.validator_value}" if fix else ""
+        leaf = err.validator in ("pattern", "maximum", "minimum", "enum", "type")
+        why = err.schema.get("description") if leaf and isinstance(err.schema, dict) else None
+        lines.append(line + (f" ({' '.join(why.split())})" if why else ""))
+    return sorted(lines)
+
+
+_SCHEMA = yaml.safe_load(SCHEMA.read_text())
+G.coerce_config(config, _SCHEMA)
+_PROBLEMS = schema_problems(config, _SCHEMA)
+if _PROBLEMS:
+    _WHERE = SCHEMA.relative_to(workflow.basedir)
+    raise ValueError(f"the config does not fit {_WHERE}:\n  " + "\n  ".join(_PROBLEMS))
 validate(config, schema=str(SCHEMA))
 G.validate_config(config)
 
@@ -85,10 +117,15 @@ FIGURE_FILES = (
 )
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly one of ``names`` (regex characters escaped)."""
+    return "|".join(re.escape(n) for n in names) or "none"
+
+
 wildcard_constraints:
-    dataset="|".join(DATASETS) or "none",
+    dataset=one_of(DATASETS),
     arch="[A-Za-z0-9_]+",
-    method="|".join(METHODS),
+    method=one_of(METHODS),
     param=rf"{G.NO_PARAM}|[0-9][0-9.e+-]*",
     seed=r"\d+",
     gen=r"\d+",
