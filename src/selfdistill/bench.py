@@ -28,7 +28,8 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from .augment import InputPipeline, build_augment
 from .io import write_csv, write_text
-from .methods import get_method
+from .methods import METHODS, get_method
 from .models import build_model
 from .objectives import Objective
 from .runlog import write_run_shares
@@ -385,19 +386,70 @@ def gpu_precision(out: Path, steps: int) -> list[str]:
     return md
 
 
+STEP_PARAMS: dict[str, float] = {"ls_eps": 0.1, "er_beta": 0.3, "bs_a": 3.0}
+"""The swept strength of each swept method for a single step (a benchmark, a check): the
+``compare:`` points of config/config.yaml (methods §5 E3; BS: the default a = 3, methods §3.5).
+A unit test keeps the keys equal to the registry's sweep keys and the values to the config's."""
+
+
+@dataclass(frozen=True)
+class MethodCase:
+    """One code path of a method's objective: the method, its strength and options."""
+
+    name: str  # "ls-uniform": the method, then the option value that picks this path
+    method: str  # registry name (methods §7)
+    param: float | None  # swept strength (STEP_PARAMS), None for ce and sd
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+def method_cases() -> tuple[MethodCase, ...]:
+    """Every registered method with its default options, plus one case per other choice of a
+    text option (LS ``spread``) and per flipped boolean option (SD ``student_temperature``,
+    ``t_squared``): every branch of every objective a config can select."""
+    cases = []
+    for m in METHODS.values():
+        if m.sweep_key is not None and m.sweep_key not in STEP_PARAMS:
+            raise KeyError(f"bench.STEP_PARAMS has no strength for {m.sweep_key} (method "
+                           f"{m.name}): add its compare point from config/config.yaml")
+        param = None if m.sweep_key is None else STEP_PARAMS[m.sweep_key]
+        defaults = m.options()
+        cases.append(MethodCase(m.name, m.name, param, {}))
+        for key, rng in m.ranges.items():
+            for choice in rng.choices:
+                if choice != defaults.get(key):
+                    cases.append(MethodCase(f"{m.name}-{choice}", m.name, param, {key: choice}))
+        for key, default in defaults.items():
+            if isinstance(default, bool):
+                cases.append(MethodCase(f"{m.name}-{key}", m.name, param, {key: not default}))
+    return tuple(cases)
+
+
+def build_objective(case: MethodCase, arch: str, k: int, shape: tuple[int, ...],
+                    device: torch.device | None = None) -> Objective:
+    """``case``'s objective from the registry, its networks (SD teacher, BS ranking network,
+    each its own seeded init) built on ``device``, in channels_last for images as the
+    student (:func:`selfdistill.train.fit` lays out the student alike)."""
+    dev = device or torch.device("cpu")
+
+    def net(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = build_model(arch, k, shape).to(dev)
+        return model.to(memory_format=torch.channels_last) if len(shape) == 3 else model
+
+    providers: dict[str, Callable[[], Any]] = {
+        "teacher": lambda: net(1), "ema_model": lambda: net(2),
+        "generator": lambda: torch.Generator().manual_seed(derive_seed(0, "beta"))}
+    method = get_method(case.method)
+    state = {name: providers[name]() for name in method.requires()}
+    return method.build(case.param, case.options, **state)
+
+
 def _objective(name: str, arch: str, k: int, shape: tuple[int, ...],
                device: torch.device | None = None) -> Objective:
-    """The method's objective from the registry with its default options (BS: a = 3)."""
-    dev = device or torch.device("cpu")
-    state: dict[str, Any] = {}
-    if name == "sd":
-        torch.manual_seed(1)
-        state = {"teacher": build_model(arch, k, shape).to(dev)}
-    if name == "bs":
-        torch.manual_seed(2)
-        state = {"ema_model": build_model(arch, k, shape).to(dev),
-                 "generator": torch.Generator().manual_seed(derive_seed(0, "beta"))}
-    return get_method(name).build(3.0 if name == "bs" else None, {}, **state)
+    """The method's objective from the registry with its default options (its
+    :func:`method_cases` entry of that name)."""
+    case = next(c for c in method_cases() if c.name == name)
+    return build_objective(case, arch, k, shape, device)
 
 
 def children_cpu_seconds() -> float:
