@@ -305,20 +305,24 @@ def precision_batches(kind: str, steps: int, batch: int,
 
 
 def trajectory(init: nn.Module, objective: Objective, batches: list[tuple[Tensor, Tensor]],
-               precision: str, warmup: int = 2) -> tuple[list[float], float]:
+               precision: str, warmup: int = 2,
+               compile_model: bool = False) -> tuple[list[float], float]:
     """A copy of ``init`` trained by fit's :func:`~selfdistill.train.train_step` on
     ``batches`` in ``precision`` (its kernel switches set first): the loss of every step,
-    and the seconds of the steps after the first ``warmup`` (for throughput)."""
+    and the seconds of the steps after the first ``warmup`` (for throughput; compilation,
+    with ``compile_model``, happens in the first steps, as ``fit``'s ``torch.compile``)."""
     device = batches[0][0].device
     set_precision(precision, device)
     model = copy.deepcopy(init)
+    forward = torch.compile(model) if compile_model else None
     opt = _sgd(model)
     losses, t0 = [], time.perf_counter()
     for step, (xb, yb) in enumerate(batches):
         if step == warmup:
             _sync(device)
             t0 = time.perf_counter()
-        losses.append(train_step(model, objective, opt, xb, yb, None, precision)[0])
+        losses.append(train_step(model, objective, opt, xb, yb, None, precision,
+                                 forward)[0])
     _sync(device)
     return torch.stack(losses).double().cpu().tolist(), time.perf_counter() - t0
 

@@ -151,3 +151,33 @@ def test_precision_only_needs_cuda(capsys):
         pytest.skip("CUDA present")
     assert bench.main(["--precision-only"]) == 1
     assert "needs CUDA" in capsys.readouterr().err
+
+
+def test_step_params_are_the_registry_sweeps_at_the_default_configs_compare_points():
+    """One strength per swept method, equal to config/config.yaml's compare point."""
+    import yaml
+
+    from selfdistill.methods import SWEPT
+
+    from ..conftest import REPO
+
+    compare = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["compare"]
+    assert set(bench.STEP_PARAMS) == {m.sweep_key for m in SWEPT}
+    assert all(bench.STEP_PARAMS[k] == float(compare[k]) for k in bench.STEP_PARAMS)
+
+
+def test_method_cases_cover_every_method_and_option_branch():
+    """Every registered method, every choice of a text option, every boolean option flipped;
+    each case builds through the registry."""
+    from selfdistill.methods import METHODS
+
+    cases = bench.method_cases()
+    assert {c.method for c in cases} == set(METHODS)
+    assert {("ls", "uniform"), ("ls", "others")} <= {
+        (c.method, c.options.get("spread", "others")) for c in cases if c.method == "ls"}
+    assert {k for c in cases if c.method == "sd" for k in c.options} == {
+        "student_temperature", "t_squared"}
+    assert len({c.name for c in cases}) == len(cases)
+    for case in cases:
+        obj = bench.build_objective(case, "cnn1d", 10, (1, 40))
+        assert type(obj).__name__ == METHODS[case.method].objective_name
