@@ -167,7 +167,7 @@ def test_host_tags_catch_a_planted_host_tensor_in_a_step(monkeypatch, tmp_path):
         fit_stop_resume(monkeypatch, tmp_path, None, "signals", objective_for=Planted)
 
 
-def test_host_tags_catch_an_augmentation_that_indexes_with_host_draws(monkeypatch, tmp_path):
+def test_host_tags_catch_an_augmentation_that_indexes_with_host_draws():
     """Random offsets drawn on the CPU generator and used as an index without
     host_to_device: on CUDA a hidden blocking copy per step (or an error); caught."""
 
