@@ -7,6 +7,17 @@ and Python's global ones). SIGTERM is turned into a flag that the training loop 
 step boundaries, so the file it writes on SIGTERM is taken between two optimiser steps,
 and a log line says so before the process exits with status 143.
 
+A resume file is never unpickled before it is trusted (methods §2, docs/reliability.md "What
+is trusted"): it is a small zip of ``header.json`` (format, fingerprint, the sha256 of the
+state) and ``state.pt`` (``torch.save`` of tensors, numbers, strings and containers only).
+:func:`try_resume` reads the header with :mod:`zipfile` and :mod:`json`, checks the
+fingerprint and the hash, and only then loads the state with ``weights_only=True`` onto the
+CPU. Every random stream is stored as tensors and plain numbers (numpy's state too), and the
+state is read onto the CPU whatever the training device: ``Generator.set_state`` takes CPU
+byte tensors only, and ``load_state_dict`` moves each tensor to its parameter's device. A file
+that fails any check is named in the log and set aside as ``resume.pt.rejected``; the run
+starts fresh.
+
 Finished networks (``model.pt``) are checked before they are trusted: :func:`verify_model`
 compares the file's sha256 with the ``model_sha256`` recorded in the ``run.json`` beside it
 and checks that it is a readable dict of the expected keys whose weights are finite and
@@ -20,6 +31,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import random
 import signal
 import zipfile
@@ -32,13 +44,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .io import read_json, write_torch
+from .io import read_json, write_bytes
 from .models import build_model
 from .objectives import Objective
 
 __all__ = [
     "MODEL_KEYS",
+    "RESUME_FORMAT",
     "CheckpointError",
+    "ResumeFileError",
     "ResumeIdentity",
     "ResumeState",
     "SigtermFlag",
@@ -46,6 +60,7 @@ __all__ = [
     "fingerprint",
     "interrupted",
     "load_model",
+    "read_resume",
     "recorded_sha256",
     "save_resume",
     "try_resume",
@@ -109,23 +124,30 @@ def fingerprint(payload: Mapping[str, Any]) -> str:
 
 
 def _rng_state(gens: Mapping[str, torch.Generator]) -> dict[str, Any]:
+    """Every random stream as tensors and plain numbers (loadable with weights_only)."""
     state: dict[str, Any] = {name: g.get_state() for name, g in gens.items()}
     state["torch"] = torch.get_rng_state()
-    state["numpy"] = np.random.get_state()
-    state["python"] = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    state["python"] = random.getstate()  # (version, tuple of ints, None)
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(gens: Mapping[str, torch.Generator], state: Mapping[str, Any]) -> None:
+    """Restore :func:`_rng_state`'s streams; generator states go back as CPU byte tensors."""
     for name, g in gens.items():
-        g.set_state(state[name])
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+        g.set_state(state[name].cpu())
+    torch.set_rng_state(state["torch"].cpu())
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].cpu().numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 class SigtermFlag:
@@ -150,17 +172,102 @@ class SigtermFlag:
             signal.signal(signal.SIGTERM, self._old)
 
 
+RESUME_FORMAT = "selfdistill-resume/2"  # header.json's "format"
+_HEADER, _STATE = "header.json", "state.pt"  # the two members of a resume file
+
+
+class ResumeFileError(ValueError):
+    """A resume file that is not trusted (why: the message); it is never unpickled."""
+
+
 def save_resume(ident: ResumeIdentity, state: ResumeState, model: nn.Module,
                 opt: torch.optim.Optimizer, sched: Any, objective: Objective,
                 gens: Mapping[str, torch.Generator]) -> None:
     """Write the resume file atomically (nothing when ``ident.path`` is None)."""
     if ident.path is None:
         return
-    payload = {"fingerprint": ident.fingerprint, "state": asdict(state),
-               "model": model.state_dict(), "optimizer": opt.state_dict(),
-               "scheduler": sched.state_dict(), "objective": objective.state_dict(),
-               "rng": _rng_state(gens)}
-    write_torch(ident.path, payload)  # a failed write names the file and its errno
+    payload = {"state": asdict(state), "model": model.state_dict(),
+               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+               "objective": objective.state_dict(), "rng": _rng_state(gens)}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    blob = buffer.getvalue()
+    header = {"format": RESUME_FORMAT, "fingerprint": ident.fingerprint,
+              "state_sha256": hashlib.sha256(blob).hexdigest(), "state_bytes": len(blob)}
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in ((_HEADER, json.dumps(header, sort_keys=True).encode()),
+                           (_STATE, blob)):  # fixed timestamps: equal states, equal bytes
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    write_bytes(ident.path, archive.getvalue())  # a failed write names the file and its errno
+
+
+def _resume_header(path: Path) -> tuple[dict[str, Any], zipfile.ZipFile]:
+    """The header of the resume file at ``path`` and the open archive, read without any
+    unpickling; :class:`ResumeFileError` when it is not a resume file of this format."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ResumeFileError(f"is not a resume file of this version ({err})") from err
+    try:
+        names = zf.namelist()
+        if names != [_HEADER, _STATE]:
+            raise ResumeFileError(f"holds the members {names[:4]}, not [{_HEADER}, {_STATE}]")
+        if zf.getinfo(_HEADER).file_size > 65536:
+            raise ResumeFileError(f"has a {_HEADER} of {zf.getinfo(_HEADER).file_size} bytes")
+        header = json.loads(zf.read(_HEADER))
+        if not isinstance(header, dict) or header.get("format") != RESUME_FORMAT:
+            raise ResumeFileError(f"has no {RESUME_FORMAT!r} header")
+        return header, zf
+    except ResumeFileError:
+        zf.close()
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as err:
+        zf.close()
+        raise ResumeFileError(f"has an unreadable {_HEADER} ({err})") from err
+
+
+def _resume_payload(header: Mapping[str, Any], zf: zipfile.ZipFile) -> dict[str, Any]:
+    """The state of an open resume file once its bytes match the header's sha256, loaded
+    with ``weights_only=True`` onto the CPU."""
+    try:
+        blob = zf.read(_STATE)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ResumeFileError(f"has an unreadable {_STATE} ({err})") from err
+    if hashlib.sha256(blob).hexdigest() != header.get("state_sha256"):
+        raise ResumeFileError(f"has a {_STATE} whose sha256 differs from its header's "
+                              f"(truncated or altered)")
+    try:
+        payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses anything but tensors and plain data
+        first = " ".join(str(err).split())[:200]
+        raise ResumeFileError(f"holds a {_STATE} that is not plain tensor data ({first})") \
+            from err
+    if not isinstance(payload, dict):
+        raise ResumeFileError(f"holds a {type(payload).__name__}, not a dict")
+    return payload
+
+
+def read_resume(path: str | Path) -> dict[str, Any]:
+    """The checked header and state of a resume file: ``{"fingerprint": ..., **state}``
+    (``state``, ``model``, ``optimizer``, ...); :class:`ResumeFileError` when untrusted."""
+    header, zf = _resume_header(Path(path))
+    with zf:
+        payload = _resume_payload(header, zf)
+    return {"fingerprint": header.get("fingerprint"), **payload}
+
+
+def _set_aside(path: Path, describe: str, why: str) -> None:
+    """Log that the resume file at ``path`` is not used and why; move it to
+    ``<name>.rejected`` (replacing an older one) so nothing reads it again."""
+    aside = path.with_name(path.name + ".rejected")
+    try:
+        os.replace(path, aside)
+        where = f"moved to {aside}"
+    except OSError as err:
+        where = f"could not be moved aside ({err.strerror or err})"
+    log.warning("%s: resume file %s %s: not used, %s; starting fresh", describe, path, why,
+                where)
 
 
 def try_resume(ident: ResumeIdentity, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
@@ -168,21 +275,29 @@ def try_resume(ident: ResumeIdentity, model: nn.Module, opt: torch.optim.Optimiz
                device: torch.device) -> tuple[ResumeState, int | None]:
     """Load every piece of state from the resume file into the given objects and return the
     run's :class:`ResumeState` and the epoch it resumes from; a fresh state and None when
-    there is no file, it is unreadable, or it was written for another fingerprint."""
+    there is no file, it is not trusted (set aside, see the module docstring), or it was
+    written for another fingerprint. The state is read onto the CPU whatever ``device``
+    is; each object's ``load_state_dict`` moves its tensors to its parameters' device."""
     path = ident.path
     if path is None or not Path(path).exists():
         return ResumeState(), None
+    path = Path(path)
     try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except Exception as err:  # a resume file is a cache: an unreadable one is discarded
-        log.warning("%s: resume file %s unreadable (%s); starting fresh", ident.describe, path,
-                    err)
+        header, zf = _resume_header(path)
+    except ResumeFileError as err:
+        _set_aside(path, ident.describe, str(err))
         return ResumeState(), None
-    if payload.get("fingerprint") != ident.fingerprint:
-        log.warning("%s: resume file %s was written for a different config or inputs "
-                    "(fingerprint %s, now %s); starting fresh", ident.describe, path,
-                    str(payload.get("fingerprint"))[:12], ident.fingerprint[:12])
-        return ResumeState(), None
+    with zf:
+        if header.get("fingerprint") != ident.fingerprint:
+            log.warning("%s: resume file %s was written for a different config or inputs "
+                        "(fingerprint %s, now %s); starting fresh", ident.describe, path,
+                        str(header.get("fingerprint"))[:12], ident.fingerprint[:12])
+            return ResumeState(), None
+        try:
+            payload = _resume_payload(header, zf)
+        except ResumeFileError as err:
+            _set_aside(path, ident.describe, str(err))
+            return ResumeState(), None
     model.load_state_dict(payload["model"])
     opt.load_state_dict(payload["optimizer"])
     sched.load_state_dict(payload["scheduler"])
@@ -285,6 +400,8 @@ def _not_torch(p: Path, data: bytes, err: Exception) -> str:
         return _RESUME_FILE
     if zipfile.is_zipfile(io.BytesIO(data)):
         names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        if names == [_HEADER, _STATE]:
+            return _RESUME_FILE
         if names and all(n.endswith(".npy") for n in names):
             return (f"is a NumPy archive of arrays {[n[:-4] for n in names][:4]} (a preds.npz "
                     f"holds predictions, not network weights)")

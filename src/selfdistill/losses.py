@@ -10,6 +10,7 @@ defaults: :mod:`selfdistill.methods` reads them as each method's config options.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -41,12 +42,21 @@ def smoothed_targets(targets: Tensor, num_classes: int, on_value: Tensor | float
     """Targets ``[n, K]``: ``on_value`` on y, (1 - on)/(K - 1) on every other class.
 
     The paper's convention (methods §3.2, §3.5). ``on_value`` is a scalar or one value per
-    example ``[n]`` (Beta smoothing).
+    example ``[n]`` (Beta smoothing). A Python scalar never becomes a tensor of its own: the
+    two float32 values are computed on the host (numpy float32, the same roundings as torch's
+    float32 ops) and filled in by the kernels, so no host-to-device copy happens per step.
     """
-    on = torch.as_tensor(on_value, dtype=torch.float32, device=targets.device)
-    on = on.reshape(-1, 1) if on.ndim else on.expand(targets.shape[0], 1)  # [n, 1]
+    n = targets.shape[0]
+    if not isinstance(on_value, Tensor):
+        on32 = np.float32(on_value)
+        off32 = (np.float32(1.0) - on32) / np.float32(num_classes - 1)
+        q = torch.full((n, num_classes), float(off32), dtype=torch.float32,
+                       device=targets.device)  # [n, K]
+        return q.scatter_(1, targets.view(-1, 1), float(on32))
+    on = on_value.to(device=targets.device, dtype=torch.float32)
+    on = on.reshape(-1, 1) if on.ndim else on.expand(n, 1)  # [n, 1]
     off = (1.0 - on) / (num_classes - 1)  # [n, 1]
-    q = off.expand(targets.shape[0], num_classes).clone()  # [n, K]
+    q = off.expand(n, num_classes).clone()  # [n, K]
     return q.scatter(1, targets.view(-1, 1), on)
 
 

@@ -76,6 +76,15 @@ def _conv2d_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     ]
 
 
+class GlobalAvgPool2d(nn.Module):
+    """Mean over the spatial dims, kept as ``[n, C, 1, 1]``: ``nn.AdaptiveAvgPool2d(1)``'s
+    output, but its CUDA backward is a plain deterministic broadcast (AdaptiveAvgPool2d has
+    no deterministic CUDA backward, so ``execution.deterministic: true`` refused it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
 def cnn_digits(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
     """Small 2D CNN with BatchNorm for the 8×8 digits, input ``[n, C, 8, 8]`` (ours)."""
     channels = _image_channels(input_shape, "cnn_digits")
@@ -84,7 +93,7 @@ def cnn_digits(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
         *_conv2d_bn_relu(32, 64),  # [n, 64, 8, 8]
         nn.MaxPool2d(2),  # [n, 64, 4, 4]
         *_conv2d_bn_relu(64, 64),  # [n, 64, 4, 4]
-        nn.AdaptiveAvgPool2d(1),  # [n, 64, 1, 1]
+        GlobalAvgPool2d(),  # [n, 64, 1, 1]
         nn.Flatten(),  # [n, 64]
         nn.Linear(64, num_classes),  # [n, K]
     )

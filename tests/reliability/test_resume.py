@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from selfdistill.checkpoint import read_resume
 from selfdistill.data import prepare_dataset
 from selfdistill.io import write_npz
 from selfdistill.measure import measure_run
@@ -51,7 +51,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> bool:
 
 
 def resume_position(path: Path) -> tuple[int, int]:
-    state = torch.load(path, weights_only=False)["state"]
+    state = read_resume(path)["state"]
     return state["epoch"], state["step_in_epoch"]
 
 

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 import selfdistill.io
-from selfdistill.checkpoint import ResumeIdentity, TrainInterrupted
+from selfdistill.checkpoint import ResumeIdentity, TrainInterrupted, read_resume
 from selfdistill.data import DataError, load_manifest, load_split
 from selfdistill.io import write_csv, write_json, write_npz, write_torch
 from selfdistill.methods import METHODS, get_method
@@ -228,7 +228,7 @@ def test_sigterm_logs_where_it_stopped_before_exiting_143(data_dir, tmp_path, ca
     assert err.value.code == 143
     line = "[run]: SIGTERM at epoch 2 step 0: resume.pt written, exiting 143"
     assert line in caplog.messages
-    state = torch.load(tmp_path / "resume.pt", weights_only=False)["state"]
+    state = read_resume(tmp_path / "resume.pt")["state"]
     assert (state["epoch"], state["step_in_epoch"]) == (1, 0)
 
 
@@ -253,7 +253,7 @@ def test_sigterm_line_is_in_the_rule_log(data_dir, tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
-    state = torch.load(out / "resume.pt", weights_only=False)["state"]
+    state = read_resume(out / "resume.pt")["state"]
     line = (f"SIGTERM at epoch {state['epoch'] + 1} step {state['step_in_epoch']}: resume.pt "
             f"written, exiting 143")
     assert line in log.read_text()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from selfdistill.checkpoint import read_resume
 from selfdistill.data import load_split, prepare_dataset
 from selfdistill.devices import CudaUnavailableError
 from selfdistill.io import sha256_file
@@ -369,7 +370,7 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path):
     with pytest.raises(SystemExit) as stopped:
         run(ident, interrupt_at=6)  # 4 steps per epoch: inside epoch 2
     assert stopped.value.code == 143
-    saved = torch.load(tmp_path / "resume.pt", weights_only=False)["state"]
+    saved = read_resume(tmp_path / "resume.pt")["state"]
     assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 2, 6)
     resumed, bs_resumed = run(ident)
     assert resumed.resumed_from_epoch == 1
