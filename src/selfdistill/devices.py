@@ -3,12 +3,17 @@
 :func:`acquire_device` turns ``execution.device`` and ``resources.gpu`` into a
 :class:`DeviceLease`:
 
-- **scheduler-pinned**: under SLURM (``SLURM_JOB_ID`` set), or when ``CUDA_VISIBLE_DEVICES``
-  names exactly one device, the job uses ``cuda:0`` of its visible set and takes no lock
-  (the scheduler already gave it its own GPU; two jobs may both see theirs as ``cuda:0``);
+- **scheduler-pinned**: exactly one CUDA device is visible and a scheduler chose it
+  (``CUDA_VISIBLE_DEVICES`` names one device, which SLURM's ``--gpus=1`` sets): the job
+  uses ``cuda:0`` of its visible set and takes no lock (two jobs may both see theirs as
+  ``cuda:0``);
 - **slot-locked**: otherwise, with N visible devices (a workstation running
-  ``snakemake --resources gpu=N``), the job takes the first free slot 0..N-1 by an
-  ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``<lock_dir>/gpu<i>.lock``. The lock belongs to the
+  ``snakemake --resources gpu=N``, or ``snakemake --resources gpu=4`` inside one
+  ``salloc --gpus=4`` allocation), the job takes the first free slot 0..N-1 by an
+  ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``<lock_dir>/gpu<i>.lock``. Inside a SLURM
+  allocation the default lock directory gains a ``slurm-<SLURM_JOB_ID>`` level, so jobs of
+  one allocation share slots and other allocations on the node (whose devices are other
+  GPUs under the same visible names) never block them. The lock belongs to the
   open file description the lease holds, so the OS drops it when the process ends, even on
   SIGKILL. All slots busy: poll up to ``wait_s``, then :class:`GpuSlotsBusyError`. A job
   with ``device: auto`` takes a slot too when CUDA is present, even with ``resources.gpu: 0``;
@@ -17,9 +22,11 @@
   a GPU request is the CPU; ``device: cpu`` is always the CPU.
 
 Slot locks are advisory: they order this package's jobs among themselves, not other
-programs on the same GPUs. ``CUDA_VISIBLE_DEVICES`` listing several devices outside SLURM is
-treated as the set to share, and its entries name the lock files (``gpu<entry>.lock``), so
-jobs given different sets never block each other.
+programs on the same GPUs. ``CUDA_VISIBLE_DEVICES`` listing several devices, under SLURM or
+not, is treated as the set to share, and its entries name the lock files (``gpu<entry>.lock``), so
+jobs given different sets never block each other. ``DeviceLease.record()`` (``run.json``'s
+``device_record``) names the mode that applied: ``scheduler-pinned``, ``slot-locked`` or
+``cpu``.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class DeviceLease:
     name: str  # "NVIDIA H200", or the CPU's name
     visible_devices: str | None  # CUDA_VISIBLE_DEVICES as the job found it
     slot_lock: Path | None  # the held lock file; None when no lock was taken
+    mode: str = "cpu"  # "scheduler-pinned", "slot-locked" or "cpu"
     _handle: IO[bytes] | None = field(default=None, repr=False)
 
     def release(self) -> None:
@@ -86,8 +94,8 @@ class DeviceLease:
 
     def record(self) -> dict[str, Any]:
         """The device block of ``run.json``."""
-        return {"device": str(self.device), "index": self.index, "name": self.name,
-                "visible_devices": self.visible_devices,
+        return {"device": str(self.device), "mode": self.mode, "index": self.index,
+                "name": self.name, "visible_devices": self.visible_devices,
                 "slot_lock": None if self.slot_lock is None else str(self.slot_lock)}
 
     def __enter__(self) -> DeviceLease:
@@ -130,11 +138,11 @@ def acquire_device(requested: str, want_gpu: bool, lock_dir: Path | None = None,
         return _cpu_lease(env)
     pinned = _pinned_index(requested, n)
     visible = env.get("CUDA_VISIBLE_DEVICES")
-    if _scheduler_pinned(env):
+    if _scheduler_pinned(env, n):
         return _cuda_lease(0 if pinned is None else pinned, cuda, visible, None, None)
     slots = [pinned] if pinned is not None else list(range(n))
     names = _slot_names(visible, n)
-    directory = default_lock_dir(env) if lock_dir is None else Path(lock_dir)
+    directory = _allocation_lock_dir(env) if lock_dir is None else Path(lock_dir)
     index, path, handle = _take_slot(directory, slots, names, wait_s, poll_s, want_gpu)
     try:
         return _cuda_lease(index, cuda, visible, path, handle)
@@ -160,11 +168,23 @@ def _pinned_index(requested: str, n: int) -> int | None:
     return index
 
 
-def _scheduler_pinned(env: Mapping[str, str]) -> bool:
-    """SLURM, or CUDA_VISIBLE_DEVICES naming a single device: the job's GPU is its own."""
+def _scheduler_pinned(env: Mapping[str, str], n: int) -> bool:
+    """Exactly one device visible, named by CUDA_VISIBLE_DEVICES (a scheduler's choice): the
+    job's GPU is its own. SLURM alone is not enough: one allocation may hold several GPUs,
+    and its jobs then share them through slot locks."""
     visible = env.get("CUDA_VISIBLE_DEVICES")
-    single = visible is not None and len([v for v in visible.split(",") if v.strip()]) == 1
-    return bool(env.get("SLURM_JOB_ID")) or single
+    named = [] if visible is None else [v for v in visible.split(",") if v.strip()]
+    return n == 1 and len(named) == 1
+
+
+def _allocation_lock_dir(env: Mapping[str, str]) -> Path:
+    """The default lock directory, one level deeper inside a SLURM allocation: slots are
+    shared by the allocation's jobs, never across allocations (each has its own GPUs)."""
+    base = default_lock_dir(env)
+    job = env.get("SLURM_JOB_ID", "").strip()
+    if not job:
+        return base
+    return base / ("slurm-" + re.sub(r"[^A-Za-z0-9_.-]", "_", job))
 
 
 def _slot_names(visible: str | None, n: int) -> list[str]:
@@ -249,8 +269,9 @@ def _no_cuda_message(requested: str, want_gpu: bool, cuda: CudaQuery,
 def _cuda_lease(index: int, cuda: CudaQuery, visible: str | None, path: Path | None,
                 handle: IO[bytes] | None) -> DeviceLease:
     cuda.set_device(index)
+    mode = "scheduler-pinned" if path is None else "slot-locked"
     return DeviceLease(torch.device(f"cuda:{index}"), index, cuda.device_name(index), visible,
-                       path, handle)
+                       path, mode, handle)
 
 
 def _cpu_lease(env: Mapping[str, str]) -> DeviceLease:

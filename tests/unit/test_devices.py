@@ -101,20 +101,58 @@ def test_released_slot_is_free_and_cuda_set_device_is_called(tmp_path):
         assert third.index == 0
         third.release()
     assert selected == [0, 1, 0]
-    assert first.record() == {"device": "cuda:0", "index": 0, "name": "Fake GPU 0",
-                              "visible_devices": None,
+    assert first.record() == {"device": "cuda:0", "mode": "slot-locked", "index": 0,
+                              "name": "Fake GPU 0", "visible_devices": None,
                               "slot_lock": str(tmp_path / "gpu0.lock")}
 
 
-@pytest.mark.parametrize("env", [{"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1"},
+@pytest.mark.parametrize("env", [{"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0"},
                                  {"CUDA_VISIBLE_DEVICES": "3"}])
 def test_scheduler_given_device_is_used_without_a_lock(tmp_path, env):
     procs, _ = start_holders(tmp_path, 2, n=2)  # every slot of this machine is held
     try:
-        lease = acquire_device("auto", True, tmp_path, count=2 if "SLURM_JOB_ID" in env else 1,
-                               wait_s=0, cuda=fake_cuda(2), env=env)
+        lease = acquire_device("auto", True, tmp_path, count=1, wait_s=0, cuda=fake_cuda(1),
+                               env=env)
         assert lease.device == torch.device("cuda:0") and lease.slot_lock is None
         assert lease.record()["visible_devices"] == env["CUDA_VISIBLE_DEVICES"]
+        assert lease.record()["mode"] == "scheduler-pinned"
+    finally:
+        stop(procs)
+
+
+def _lease_in_allocation(out: mp.Queue) -> None:
+    """One job inside ``salloc --gpus=4``: SLURM set, four devices visible."""
+    env = {"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    lease = acquire_device("auto", True, None, wait_s=5, poll_s=0.05, cuda=fake_cuda(4),
+                           env=env | {"SELFDISTILL_GPU_LOCK_DIR": os.environ["LOCKS"]})
+    out.put((str(lease.device), lease.record()["mode"], str(lease.slot_lock)))
+    time.sleep(120)
+
+
+def test_jobs_of_one_slurm_allocation_with_four_gpus_get_four_devices(tmp_path, monkeypatch):
+    """``salloc --gpus=4`` then ``snakemake --resources gpu=4``: SLURM_JOB_ID alone is not
+    pinning; the four jobs take four slots (cuda:0..3) under the allocation's lock level,
+    and a fifth waits."""
+    monkeypatch.setenv("LOCKS", str(tmp_path))
+    out = FORK.Queue()
+    procs = [FORK.Process(target=_lease_in_allocation, args=(out,), daemon=True)
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    try:
+        got = [out.get(timeout=30) for _ in procs]
+        assert sorted(device for device, _, _ in got) == [f"cuda:{i}" for i in range(4)]
+        assert {mode for _, mode, _ in got} == {"slot-locked"}
+        assert {lock for _, _, lock in got} == {str(tmp_path / "slurm-77" / f"gpu{i}.lock")
+                                                for i in range(4)}
+        env = {"SLURM_JOB_ID": "77", "CUDA_VISIBLE_DEVICES": "0,1,2,3",
+               "SELFDISTILL_GPU_LOCK_DIR": str(tmp_path)}
+        with pytest.raises(GpuSlotsBusyError):
+            acquire_device("auto", True, None, wait_s=0, cuda=fake_cuda(4), env=env)
+        other = acquire_device("auto", True, None, wait_s=0, cuda=fake_cuda(4),
+                               env=env | {"SLURM_JOB_ID": "78"})  # another allocation
+        assert other.index == 0 and other.slot_lock == tmp_path / "slurm-78" / "gpu0.lock"
+        other.release()
     finally:
         stop(procs)
 
@@ -175,6 +213,7 @@ def test_cpu_when_no_gpu_is_wanted_or_cpu_is_asked(tmp_path):
     lease = acquire_device("auto", False, tmp_path, cuda=fake_cuda(0), env=NO_SCHEDULER)
     assert lease.device == torch.device("cpu") and lease.index is None
     assert lease.record()["device"] == "cpu" and lease.record()["slot_lock"] is None
+    assert lease.record()["mode"] == "cpu"
     explicit = acquire_device("cpu", True, tmp_path, count=4, cuda=fake_cuda(4),
                               env=NO_SCHEDULER)
     assert explicit.device == torch.device("cpu")
