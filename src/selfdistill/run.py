@@ -38,6 +38,7 @@ from .data import SPLITS, load_manifest, load_split
 from .devices import DeviceLease, acquire_device
 from .grid import csv_param, path_param
 from .io import (
+    atomic_path,
     ensure_writable_dir,
     read_json,
     sha256_file,
@@ -298,16 +299,16 @@ def _restore_finished(spec: RunSpec) -> dict[str, Any] | None:
 
 def _link(src: Path, dst: Path) -> None:
     """Make ``dst`` the file ``src`` (a hard link; a copy where the file system has none),
-    replacing ``dst`` atomically through a temporary name of :func:`atomic_path`'s form."""
+    replacing ``dst`` atomically through :func:`selfdistill.io.atomic_path` (its temporary
+    name marks it as this process's, for the orphan cleanup)."""
     if dst.exists() and os.path.samefile(src, dst):
         return  # already that file (a rename onto its own link would leave tmp behind)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
 
 
 def _nan_causes(spec: RunSpec, lr: float) -> str:

@@ -95,23 +95,26 @@ def test_sigkill_then_the_same_command_finishes_identically(tmp_path):
 
 
 def test_failing_bundle_keeps_finished_networks_rerun_trains_from_the_failing_one(tmp_path):
-    """Network 8 of 14 fails (its resume file's path is taken by a directory, so its first
-    checkpoint cannot be written): networks 1-7 stay in place; once the fault is gone, the
+    """Network 8 of 14 fails (the path of its kept run record is taken by a directory, so
+    once trained its outputs cannot be kept; a resume.pt in the way would be set aside, not
+    fail the run): networks 1-7 stay in place; once the fault is gone, the
     same command trains networks 8-14 only and keeps 1-7 byte for byte. Orphan temp files
     of killed writes are removed at that start, a newer one stays."""
     wf = workflow(tmp_path / "wf", FULL_GRID)
     runs = bundle_runs(wf)
     assert len(runs) == 14 and "/ls/0.2/" in str(runs[7])
-    (runs[7] / "resume.pt").mkdir(parents=True)
+    blocker = runs[7] / ".finished-run.json"
+    blocker.mkdir(parents=True)
     failed = snakemake(wf, *ARGS, check=False)
     assert failed.returncode != 0
     outputs = [[r / name for name in ("model.pt", "history.csv", "preds.npz", "run.json")]
                for r in runs]
     assert all(p.is_file() for files in outputs[:7] for p in files)
-    # networks 8-14 have no model (history.csv may hold the epochs network 8 finished)
-    assert not any((r / name).exists() for r in runs[7:] for name in ("model.pt", "run.json"))
+    # network 8 was not kept, networks 9-14 never started
+    assert blocker.is_dir() and not list(blocker.iterdir())
+    assert not any((r / name).exists() for r in runs[8:] for name in ("model.pt", "run.json"))
     before = [r.joinpath("model.pt").read_bytes() for r in runs[:7]]
-    (runs[7] / "resume.pt").rmdir()
+    blocker.rmdir()
     gone = subprocess.Popen(["true"])  # the killed writer of an atomic write, gone
     gone.wait()
     orphan = wf / "results" / f".reliability.csv.selfdistill-{temp_host()}-{gone.pid}-a1b2c3d4.tmp"
