@@ -264,8 +264,7 @@ def test_every_upper_bound_of_the_schema_says_why():
 
 def test_schema_and_source_bounds_agree():
     """The schema repeats the dataset-block bounds the sources declare (the CLI checks the
-    sources', the workflow the schema's first): a lower bound is the same; an upper bound a
-    source declares is the schema's."""
+    sources', the workflow the schema's first): both bounds are the same."""
     props = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
     for key, node in props.items():
         for source in SOURCES.values():
@@ -273,4 +272,4 @@ def test_schema_and_source_bounds_agree():
             if spec is None or spec.kind not in ("int", "float"):
                 continue
             assert spec.low == node.get("minimum"), (source.name, key)
-            assert spec.high in (None, node.get("maximum")), (source.name, key)
+            assert spec.high == node.get("maximum"), (source.name, key)

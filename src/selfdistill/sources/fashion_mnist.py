@@ -76,7 +76,7 @@ FASHION_MNIST = Source(
                            f"any download; default {download.FASHION_MNIST_DIR}",
                            default=None, nullable=True),
           "image_size": Key("int", "stored size, resampled with antialiased bilinear from 28 px",
-                            default=NATIVE, low=8),
+                            default=NATIVE, low=8, high=256),
           "train_subset": Key("int", "seeded subset of the 60,000 training images kept "
                               "before the hold-out; null keeps all", default=None, low=2,
                               nullable=True, example=10000),

@@ -221,7 +221,8 @@ COMMON: dict[str, Key] = {
     "val_size": Key("int", "methods §2 validation hold-out from the training pool", low=1,
                     example=1000),
     "split_seed": Key("int", "seed of the methods §2 hold-out", low=0, example=0),
-    "augment_padding": Key("int", "methods §2 crop padding in pixels", default=4, low=0),
+    "augment_padding": Key("int", "methods §2 crop padding in pixels", default=4, low=0,
+                           high=64),
 }
 DOWNLOADED: dict[str, Key] = {
     "mirror": Key("text", "base URL or local directory holding the archives", default=None,
@@ -233,7 +234,7 @@ DOWNLOADED: dict[str, Key] = {
 }
 IMAGES: dict[str, Key] = {
     "input_size": Key("int", "network input size for augment resized_crop_flip, methods §2; "
-                      "default: the stored size", default=None, low=8, nullable=True,
+                      "default: the stored size", default=None, low=8, high=256, nullable=True,
                       example=32),
 }
 
@@ -272,7 +273,7 @@ def resized_image_source(name: str, prepare: Callable[..., Any], size: int,
         name=name, prepare=prepare, downloads=True,
         keys={"source": source_key(name), **COMMON, **DOWNLOADED, **IMAGES,
               "image_size": Key("int", "stored size: shorter side resized, centre-cropped",
-                                default=size, low=8),
+                                default=size, low=8, high=256),
               "augment": augment_key("crop_flip", "resized_crop_flip")},
         train_pool=lambda opts: train_images, checks=(resize_check(size),),
         files=tuple(a.filename for a in download.SOURCES[name]))

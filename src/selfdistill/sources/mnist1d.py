@@ -99,7 +99,7 @@ MNIST1D = Source(
     keys={
         "source": source_key("mnist1d"),
         "num_samples": Key("int", "examples generated, split into train and test; methods §5 "
-                           "sizing", default=15000, low=100),
+                           "sizing", default=15000, low=100, high=10_000_000),
         "train_fraction": Key("float", "the generator's train/test split", default=0.8,
                               low=0, high=1, open_low=True, open_high=True),
         "generator_seed": Key("int", "the mnist1d generator's seed", default=42, low=0),
