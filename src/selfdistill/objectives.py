@@ -41,6 +41,12 @@ class Objective:
     def after_step(self, model: nn.Module) -> None:
         """Called after every optimiser step."""
 
+    def networks(self) -> list[nn.Module]:
+        """The networks the objective runs besides the student (SD's teacher, BS's EMA):
+        training puts them in the student's memory format, so a step pays no layout
+        conversions and the EMA update keeps its fused path."""
+        return []
+
     def precompute(self, forward_all: Callable[[nn.Module], Tensor]) -> None:
         """Cache what does not change during training; ``forward_all(net)`` is ``net`` on
         every training example's view, in order. Called only when the training views are
@@ -97,6 +103,9 @@ class SelfDistillation(Objective):
         self.loss_options = loss_options
         self.table: Tensor | None = None
 
+    def networks(self) -> list[nn.Module]:
+        return [self.teacher]
+
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         if self.table is not None and idx is not None:
             teacher_logits = self.table.index_select(0, idx)  # [n, K], same values
@@ -133,6 +142,9 @@ class BetaSmoothing(Objective):
         self.a, self.generator, self.ema_cap = a, generator, ema_cap
         self.loss_options = loss_options
         self.step = 0
+
+    def networks(self) -> list[nn.Module]:
+        return [self.ema]
 
     def sample(self, n: int, device: torch.device) -> Tensor:
         u = torch.rand(n, generator=self.generator, dtype=torch.float64)

@@ -431,7 +431,8 @@ def _setup(model: nn.Module, objective: Objective, cfg: TrainConfig, device: tor
     set_precision(cfg.precision, device)
     model.to(device)
     if cfg.channels_last and input_ndim == 4:
-        model.to(memory_format=torch.channels_last)
+        for net in (model, *objective.networks()):
+            net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones),

@@ -380,3 +380,31 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(data_dir, tmp_path):
     drop = ("time_s", "train_step_s", "step_start_unix", "step_end_unix")
     assert [{k: v for k, v in r.items() if k not in drop} for r in plain.history] == \
         [{k: v for k, v in r.items() if k not in drop} for r in resumed.history]
+
+
+@pytest.mark.parametrize("method", ["sd", "bs"])
+def test_teacher_and_ema_follow_the_student_into_channels_last(method):
+    """With ``channels_last`` on image input, the SD teacher and the BS EMA network take the
+    student's memory format before the first step (no per-step layout conversions; the EMA
+    lerp keeps its fused path) and keep it through training."""
+    from selfdistill.augment import build_input_pipeline
+    from selfdistill.data import Split
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (32, 3, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 10, 32).astype(np.int64)
+    pipe = build_input_pipeline("crop_flip", 2, {"mean": [0.5] * 3, "std": [0.25] * 3})
+    torch.manual_seed(0)
+    other = build_model("cnn_digits", 10, (3, 8, 8))
+    objective = (SelfDistillation(other) if method == "sd" else
+                 BetaSmoothing(other, a=3.0, alpha=0.6, generator=torch.Generator().manual_seed(0)))
+    model = build_model("cnn_digits", 10, (3, 8, 8))
+    cfg = TrainConfig(epochs=1, milestones=(), seed=0, batch_size=16, augment="crop_flip",
+                      channels_last=True)
+    fit(model, objective, Split(x, y, "train"), Split(x[:16], y[:16], "val"), cfg,
+        torch.device("cpu"), pipeline=pipe)
+    convs = [p for net in (model, *objective.networks()) for p in net.parameters()
+             if p.dim() == 4]
+    assert len(convs) == 2 * len([p for p in model.parameters() if p.dim() == 4]) > 0
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert not all(p.is_contiguous() for p in convs)  # the check can tell the two apart
