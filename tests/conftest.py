@@ -12,9 +12,12 @@ TINY = REPO / "tests" / "data" / "tiny.yaml"
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Copy what a user's clone holds (Snakefile, workflow/, config/, profiles/) into dest."""
+    """Copy what a user's clone holds (Snakefile, workflow/, config/, profiles/ and the
+    top-level ``slurm`` link to profiles/slurm) into dest."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    if (REPO / "slurm").is_symlink():
+        (dest / "slurm").symlink_to(os.readlink(REPO / "slurm"))
     for name in ("workflow", "config", "profiles", "envs"):
         if (REPO / name).exists():
             shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -119,6 +119,21 @@ def test_workflow_profile_is_loaded_alone_and_beside_the_slurm_profile(workflow_
             in both.stderr)
 
 
+@pytest.mark.parametrize("profile", ["slurm", "profiles/slurm"])
+def test_slurm_profile_plans_from_the_repository_root_as_users_type_it(workflow_dir, profile):
+    """``snakemake --profile slurm all`` (the form users type) and ``--profile profiles/slurm``
+    both plan the whole default DAG from the clone's root: Snakemake looks for a profile
+    named ``slurm`` in the working directory, where the clone's ``slurm`` link leads to
+    profiles/slurm (no copy into ~/.config/snakemake)."""
+    if profile == "slurm":
+        assert (REPO / "slurm").is_symlink() and (REPO / "slurm").resolve() == (
+            REPO / "profiles" / "slurm").resolve()
+    dry = snakemake(workflow_dir, "--profile", profile, "all", "-n")
+    assert (f"Using profiles {profile} and workflow specific profile profiles/default"
+            in dry.stderr), dry.stderr[-2000:]
+    assert "train_bundle" in dry.stdout + dry.stderr
+
+
 # --------------------------------------------------------------------------- identity
 
 
