@@ -4,7 +4,9 @@ import ast
 import subprocess
 import sys
 
-from ..conftest import REPO
+import pytest
+
+from ..conftest import REPO, snakemake
 
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
 
@@ -20,7 +22,9 @@ def test_log_records_warnings_and_the_traceback_are_appended(tmp_path):
             "warnings.warn('careful')\n"
             "raise RuntimeError('boom')\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode != 0 and proc.stderr == ""
+    # the terminal gets the error's class and message and where the traceback is, no more
+    assert proc.returncode != 0
+    assert proc.stderr == f"selfdistill: RuntimeError: boom\nselfdistill: traceback in {log}\n"
     text = log.read_text()
     assert text.startswith("earlier attempt\n")  # appended, not truncated (retries)
     assert "INFO selfdistill.x: step 7" in text
@@ -42,3 +46,21 @@ def test_every_wrapper_first_sends_its_output_to_the_rule_log():
         first = _statements_after_imports(path)[0]
         assert ast.unparse(first) == "to_rule_log(snakemake.log[0])", path.name
         assert "logging.basicConfig" not in path.read_text(), path.name
+
+
+@pytest.mark.slow
+def test_a_failed_jobs_named_error_is_on_snakemakes_terminal(workflow_dir):
+    """A new user's first mistake on a CPU machine, ``execution.device: cuda``: the training
+    job fails with CudaUnavailableError, and its message (key and fix) is in snakemake's own
+    output, not only in the job's log."""
+    (workflow_dir / "cuda.yaml").write_text(
+        "seeds: [0]\nexperiments: [{dataset: mnist1d, arch: mlp}]\nexecution: {device: cuda}\n")
+    proc = snakemake(workflow_dir, "--cores", "1", "metrics", "--configfile",
+                     "config/config.yaml", "tiny.yaml", "cuda.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "selfdistill: CudaUnavailableError: execution.device is 'cuda'" in out, out[-3000:]
+    assert "execution.device: cpu" in out  # the fix, as the error names it
+    log = next(workflow_dir.glob("logs/train*/**/*.log"))
+    assert f"selfdistill: traceback in {log.relative_to(workflow_dir)}" in out
+    assert "Traceback" in log.read_text()
