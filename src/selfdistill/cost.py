@@ -9,7 +9,10 @@ it (docs/paper_scale.md). Per network of an experiment (methods §2 recipe, meth
   ranking network, methods §3.5), plus one evaluation forward over the validation split;
   after training, one forward over the train, validation and test splits (``preds.npz``);
 - time: the larger of (a) those FLOPs at an assumed share ``utilisation`` of the H200's
-  dense peak for the precision (:data:`H200_PEAK`) and (b) a launch floor: the operators
+  dense peak (:data:`H200_PEAK`): the student's training forward + backward at the peak of
+  the precision, the other forwards (SD's teacher, BS's ranking network, evaluation) at the
+  peak of the precision they run at (:data:`OUTSIDE_AUTOCAST`: TF32 in bf16 mode, whose
+  autocast covers the student only), and (b) a launch floor: the operators
   each step dispatches (counted on the CPU) x :data:`SECONDS_PER_OP`. Small 32x32 networks
   at batch 128 are often bound by (b), DenseNet-BC-100 (about 1,500 operators per step for
   0.2 TFLOP) most of all.
@@ -41,13 +44,19 @@ from .bench import flops_per_image
 from .grid import experiment_runs, experiments
 from .models import build_model
 
-__all__ = ["AUXILIARY_FORWARDS", "EVAL_BATCH", "H200_PEAK", "SECONDS_PER_OP", "SOURCE_SIZES",
+__all__ = ["AUXILIARY_FORWARDS", "EVAL_BATCH", "H200_PEAK", "OUTSIDE_AUTOCAST", "SECONDS_PER_OP",
+           "SOURCE_SIZES",
            "UTILISATION", "ArchCost", "SourceSize", "gpu_hours", "main", "markdown",
            "measure_arch", "merge_configs"]
 
 H200_PEAK = {"fp32": 67e12, "tf32": 495e12, "bf16": 990e12}
 """FLOP/s, dense (no sparsity), H200 SXM datasheet: fp32 on CUDA cores; tf32 and bf16 on
 tensor cores (the datasheet's 989 / 1,979 TFLOP/s are with 2:4 sparsity)."""
+
+OUTSIDE_AUTOCAST = {"fp32": "fp32", "tf32": "tf32", "bf16": "tf32"}
+"""The arithmetic of the forwards outside the student's autocast (SD's teacher, BS's ranking
+network, every evaluation pass) per ``execution.precision``: in bf16 mode they run in fp32
+with TF32 kernels (``selfdistill.train.set_precision``), not in bf16."""
 
 UTILISATION = {"35": 0.35, "20": 0.20, "10": 0.10}
 """Assumed sustained shares of that peak (column suffix -> share): 20-35 % is the planning
@@ -135,17 +144,19 @@ def _dataset(config: Mapping[str, Any], name: str) -> tuple[SourceSize, int, int
 
 
 def _network(exp: Mapping[str, Any], n_train: int, n_val: int, n_test: int, cost: ArchCost,
-             aux: int) -> tuple[float, float]:
-    """(FLOPs, operators) of one network trained by ``exp`` with ``aux`` extra forwards."""
+             aux: int) -> tuple[float, float, float]:
+    """(student FLOPs, other FLOPs, operators) of one network trained by ``exp`` with ``aux``
+    extra forwards: the student's training forward + backward (under autocast in bf16
+    mode), then the forwards outside it (``aux`` per training image, evaluation)."""
     epochs, batch = exp["train"]["epochs"], exp["train"]["batch_size"]
     steps = math.ceil(n_train / batch)
     val_batches = math.ceil(n_val / EVAL_BATCH)
-    epoch_flops = n_train * (cost.train_flops + aux * cost.forward_flops) + \
-        n_val * cost.forward_flops
+    student = epochs * n_train * cost.train_flops
+    other = epochs * (n_train * aux + n_val) * cost.forward_flops + \
+        (n_train + n_val + n_test) * cost.forward_flops
     epoch_ops = steps * (cost.step_ops + aux * cost.forward_ops) + val_batches * cost.forward_ops
     final_batches = sum(math.ceil(n / EVAL_BATCH) for n in (n_train, n_val, n_test))
-    return (epochs * epoch_flops + (n_train + n_val + n_test) * cost.forward_flops,
-            epochs * epoch_ops + final_batches * cost.forward_ops)
+    return student, other, epochs * epoch_ops + final_batches * cost.forward_ops
 
 
 def _experiment_rows(config: Mapping[str, Any], exp: Mapping[str, Any],
@@ -162,13 +173,14 @@ def _experiment_rows(config: Mapping[str, Any], exp: Mapping[str, Any],
                "gflop_per_image": cost.train_flops / 1e9, "pflop": 0.0, "floor_h": 0.0}
         row.update({f"flop_h_{u}": 0.0 for u in utilisation})
         row.update({f"gpu_h_{u}": 0.0 for u in utilisation})
+        outside = peaks[OUTSIDE_AUTOCAST.get(precision, precision)]
         for method, n in per_method.items():
-            flops, ops = _network(exp, n_train, n_val, src.test, cost,
-                                  AUXILIARY_FORWARDS.get(method, 0))
-            row["pflop"] += n * flops / 1e15
+            student, other, ops = _network(exp, n_train, n_val, src.test, cost,
+                                           AUXILIARY_FORWARDS.get(method, 0))
+            row["pflop"] += n * (student + other) / 1e15
             row["floor_h"] += n * ops * op_s / 3600
             for u, share in utilisation.items():
-                flop_s = flops / (peak * share)
+                flop_s = student / (peak * share) + other / (outside * share)
                 row[f"flop_h_{u}"] += n * flop_s / 3600
                 row[f"gpu_h_{u}"] += n * max(flop_s, ops * op_s) / 3600
         rows.append(row)

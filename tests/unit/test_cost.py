@@ -68,6 +68,29 @@ def test_hours_are_the_larger_of_flop_time_and_launch_floor_per_network():
     assert fast.gpu_h_u == pytest.approx(fast.floor_h)  # launch-bound at 1 PFLOP/s
 
 
+def test_bf16_prices_only_the_student_at_bf16_and_the_other_forwards_at_tf32():
+    """bf16 mode's autocast covers the student's forward and loss; SD's teacher, BS's ranking
+    network and the evaluation passes run in fp32 with TF32 kernels, so they are priced at
+    the TF32 peak. fp32 and tf32 price everything at their own peak."""
+    peaks, util = {"fp32": 50e12, "tf32": 400e12, "bf16": 800e12}, {"u": 1.0}
+    table = gpu_hours(one_experiment(epochs=1, seeds=(0,), generations=1), lambda *a: FAKE,
+                      peaks, util, op_s=0.0)
+    n_train, n_val, n_test = 45000, 5000, 10000
+    student = n_train * 3e9
+    # networks of one seed: CE, LS x2, ER (no extra forward); SD gen 1, BS (one each)
+    other = {0: (n_val + n_train + n_val + n_test) * 1e9,
+             1: (n_train + n_val + n_train + n_val + n_test) * 1e9}
+    counts = {0: 4, 1: 2}
+    for precision, outside in (("fp32", "fp32"), ("tf32", "tf32"), ("bf16", "tf32")):
+        row = table[(table.arch == "resnet34") & (table.precision == precision)].iloc[0]
+        want = sum(n * (student / peaks[precision] + other[a] / peaks[outside])
+                   for a, n in counts.items())
+        assert row.gpu_h_u == pytest.approx(want / 3600), precision
+    bf16 = table[(table.arch == "resnet34") & (table.precision == "bf16")].iloc[0]
+    all_bf16 = sum(n * (student + other[a]) for a, n in counts.items()) / peaks["bf16"]
+    assert bf16.gpu_h_u > 1.1 * all_bf16 / 3600  # the old pricing was optimistic
+
+
 def test_paper_grid_network_counts_and_totals():
     with open(REPO / "config" / "config.yaml") as a, open(REPO / "config" / "paper.yaml") as b:
         config = merge_configs(yaml.safe_load(a), yaml.safe_load(b))
