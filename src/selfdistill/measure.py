@@ -34,14 +34,17 @@ def _run_fields(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def measure_run(preds_path: str | Path, run: Mapping[str, Any], metrics_out: str | Path,
-                reliability_out: str | Path, ece_bins: int = 20, cd_bins: int = 20) -> None:
-    """One row per split in ``metrics_out``; per-bin reliability data in ``reliability_out``.
+                reliability_out: str | Path, ece_bins: int = 20, cd_bins: int = 20,
+                metrics_last_out: str | Path | None = None) -> None:
+    """One row per split in ``metrics_out``; per-bin reliability data in ``reliability_out``;
+    with ``metrics_last_out``, the same rows for the last epoch's weights (the
+    ``{split}_logits_last`` arrays) there.
 
     Probabilities are recomputed from the saved logits in float64 (methods §4: any metric
     can be recomputed from the intermediate files).
     """
     fields = _run_fields(run)
-    rows, rel_rows = [], []
+    rows, rel_rows, last_rows = [], [], []
     with np.load(preds_path) as npz:
         for split in SPLITS:
             probs = metrics.softmax(npz[f"{split}_logits"])
@@ -52,8 +55,20 @@ def measure_run(preds_path: str | Path, run: Mapping[str, Any], metrics_out: str
             for b in range(ece_bins):
                 rel_rows.append({**fields, "split": split, "bin": b,
                                  **{k: bins[k][b].item() for k in RELIABILITY_COLUMNS[1:]}})
-    write_csv(metrics_out, rows, RUN_COLUMNS + ["split", "n"] + METRIC_COLUMNS)
+            if metrics_last_out is not None:
+                key = f"{split}_logits_last"
+                if key not in npz.files:
+                    raise KeyError(f"{preds_path}: no {key} (last-epoch logits): it was written "
+                                   f"before last-epoch predictions existed; delete it and "
+                                   f"retrain that network (snakemake reruns it)")
+                last = metrics.softmax(npz[key])
+                last_rows.append({**fields, "split": split, "n": len(targets),
+                                  **metrics.summarize(last, targets, ece_bins, cd_bins)})
+    columns = RUN_COLUMNS + ["split", "n"] + METRIC_COLUMNS
+    write_csv(metrics_out, rows, columns)
     write_csv(reliability_out, rel_rows, RUN_COLUMNS + ["split"] + RELIABILITY_COLUMNS)
+    if metrics_last_out is not None:
+        write_csv(metrics_last_out, last_rows, columns)
     log.info("%s: %s", preds_path, {r["split"]: round(r["accuracy"], 4) for r in rows})
 
 

@@ -6,8 +6,9 @@ This is the single code path behind the Snakemake training rules and the
 - ``model.pt``: best-validation weights plus what is needed to rebuild the network;
 - ``history.csv``: one row per epoch (epoch, lr, train loss/accuracy, val accuracy, time),
   rewritten after every epoch (:class:`EpochReport`);
-- ``preds.npz``: ``{split}_logits`` and ``{split}_targets`` for the un-augmented train, val
-  and test splits (methods §4: every metric is recomputed from the logits);
+- ``preds.npz``: ``{split}_logits`` (the best-validation weights), ``{split}_logits_last``
+  (the last epoch's weights) and ``{split}_targets`` for the un-augmented train, val and
+  test splits (methods §4: every metric is recomputed from the logits);
 - ``run.json``: provenance (resolved config, seed, git, versions, device, wall time, inputs).
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success;
@@ -21,6 +22,7 @@ loaded only if its bytes still match it (:func:`selfdistill.checkpoint.verify_mo
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -30,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .augment import InputPipeline, build_input_pipeline
@@ -289,6 +292,11 @@ def _restore_finished(spec: RunSpec) -> dict[str, Any] | None:
                      spec.describe())
             return None
         verify_model(kept["model.pt"], record["model_sha256"])
+        with np.load(kept["preds.npz"]) as npz:  # no pickle: plain arrays only
+            if not all(f"{s}_logits_last" in npz.files for s in SPLITS):
+                log.info("%s: kept predictions predate last-epoch logits: training again",
+                         spec.describe())
+                return None
     except (OSError, ValueError, KeyError, CheckpointError) as err:
         log.warning("%s: kept outputs unusable (%s): training again", spec.describe(), err)
         return None
@@ -410,13 +418,18 @@ def train_run(spec: RunSpec, keep_resume: bool = False, caller: str = "workflow"
         raise err.with_causes(_nan_causes(spec, err.lr)).with_traceback(
             err.__traceback__) from None
     t_eval = time.perf_counter()
+    last = copy.deepcopy(result.model)  # the last epoch's network, beside the best one
+    assert result.last_state is not None
+    last.load_state_dict(result.last_state)
     arrays: dict[str, Any] = {}
     for split in (train, val, test):
         x = torch.as_tensor(split.x, device=device)
-        logits = predict_logits(result.model, x, spec.train.eval_batch_size,
-                                spec.train.channels_last, pipeline.eval)
-        arrays[f"{split.name}_logits"] = logits.numpy()
+        for suffix, net in (("", result.model), ("_last", last)):
+            logits = predict_logits(net, x, spec.train.eval_batch_size,
+                                    spec.train.channels_last, pipeline.eval)
+            arrays[f"{split.name}_logits{suffix}"] = logits.numpy()
         arrays[f"{split.name}_targets"] = split.y
+    del last
     write_npz(out / "preds.npz", **arrays)
     write_history(spec, result.history)
     ckpt = {"state_dict": result.model.state_dict(), "arch": spec.arch, "num_classes": k,

@@ -131,6 +131,7 @@ class TrainResult:
     device: str
     train_step_seconds: float
     resumed_from_epoch: int | None
+    last_state: dict[str, Tensor] | None = None  # the last epoch's weights and BN buffers
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -414,11 +415,12 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                 save()
     del x_tr, y_tr, x_va
     assert state.best_state is not None
+    last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(state.best_state)
     return TrainResult(model=model, best_epoch=state.best_epoch, best_val_accuracy=state.best_val,
                        history=state.history, device=str(device),
                        train_step_seconds=state.train_step_seconds,
-                       resumed_from_epoch=resumed_from)
+                       resumed_from_epoch=resumed_from, last_state=last_state)
 
 
 def _setup(model: nn.Module, objective: Objective, cfg: TrainConfig, device: torch.device,

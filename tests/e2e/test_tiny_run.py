@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from selfdistill import grid as G
+from selfdistill import measure as M
 
 from ..conftest import REPO, copy_workflow, snakemake
 from ..workflow.test_dag import load_config
@@ -78,6 +79,32 @@ def test_metrics_csv_rows_columns_finite(tiny_run):
     for col in METRIC_COLUMNS[7:]:
         assert df[col].map(math.isfinite).all(), col
     assert df["accuracy"].between(0, 1).all() and df["ece"].between(0, 1).all()
+
+
+def test_metrics_last_has_the_same_rows_for_the_last_epochs_weights(tiny_run):
+    """results/metrics_last.csv: metrics.csv's columns and rows (network x split), measured
+    on the last epoch's weights; a network whose best epoch is its last has equal rows."""
+    read = lambda name: pd.read_csv(tiny_run / "results" / name, keep_default_na=False,  # noqa: E731
+                                    dtype={"param": str})
+    best, last = read("metrics.csv"), read("metrics_last.csv")
+    assert list(last.columns) == list(best.columns) and len(last) == len(best)
+    keys = M.RUN_COLUMNS + ["split"]
+    merged = best.merge(last, on=keys + ["n"], suffixes=("", "_last"), validate="one_to_one")
+    assert len(merged) == len(best)
+    epochs = tiny_config()["train"]["epochs"]
+    differs = 0
+    for run in G.grid(tiny_config()):
+        record = json.loads((tiny_run / G.run_dir(run) / "run.json").read_text())
+        rows = merged[(merged.method == run.method) & (merged.seed == run.seed) &
+                      (merged.gen == run.gen) & (merged.param == G.csv_param(run.param))]
+        assert len(rows) == 3
+        equal = all(rows[c].tolist() == rows[f"{c}_last"].tolist() for c in M.METRIC_COLUMNS)
+        if record["best_epoch"] == epochs:
+            assert equal, run
+        differs += not equal
+    assert differs == sum(  # and only then
+        json.loads((tiny_run / G.run_dir(r) / "run.json").read_text())["best_epoch"] != epochs
+        for r in G.grid(tiny_config()))
 
 
 def test_every_figure_and_table_exists(tiny_run):

@@ -60,8 +60,10 @@ def same_outputs(a: Path, b: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     for d in (a, b):
         measure_run(d / "preds.npz", {"dataset": "m", "arch": "c", "method": "bs", "param": "3",
-                                      "seed": 7, "gen": 0}, d / "metrics.csv", d / "rel.csv")
-    assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+                                      "seed": 7, "gen": 0}, d / "metrics.csv", d / "rel.csv",
+                    metrics_last_out=d / "metrics_last.csv")
+    for name in ("metrics.csv", "metrics_last.csv"):  # best-validation and last epoch
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 @pytest.fixture(scope="module")

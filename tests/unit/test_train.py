@@ -113,7 +113,12 @@ def test_run_outputs_history_and_best_checkpoint(data_dir, tmp_path):
     val_acc = (preds["val_logits"].argmax(1) == preds["val_targets"]).mean()
     assert val_acc == pytest.approx(hist["val_accuracy"][best])
     assert sorted(preds.files) == sorted(f"{s}_{k}" for s in ("train", "val", "test")
-                                         for k in ("logits", "targets"))
+                                         for k in ("logits", "logits_last", "targets"))
+    # the last epoch's weights: their validation accuracy is the last history row's
+    last_acc = (preds["val_logits_last"].argmax(1) == preds["val_targets"]).mean()
+    assert last_acc == pytest.approx(hist["val_accuracy"][-1])
+    same = np.array_equal(preds["test_logits_last"], preds["test_logits"])
+    assert same == (best == 2)  # identical exactly when the best epoch is the last
     prov = json.loads((out / "run.json").read_text())
     assert prov["device"] == "cpu" and prov["versions"]["torch"] == torch.__version__
 

@@ -101,7 +101,12 @@ RUN_DIR = G.run_pattern("results")
 DATA_DIR = G.data_dir("{dataset}")  # results/data/{dataset}
 # Sources of the datasets in the grid that have archives to download (download.smk).
 DOWNLOAD_SOURCES = sorted({config["datasets"][d]["source"] for d in DATASETS} & set(D.SOURCES))
-COLLECTED = ["results/metrics.csv", "results/reliability.csv", "results/history.csv"]
+COLLECTED = [
+    "results/metrics.csv",
+    "results/metrics_last.csv",
+    "results/reliability.csv",
+    "results/history.csv",
+]
 FIGURE_FILES = (
     expand(
         "figures/{fig}.{ext}",
@@ -240,6 +245,10 @@ def bundle_runtime(exp, part):
 
 def run_metric_files(wildcards=None):
     return [f"{G.run_dir(r)}/metrics.csv" for r in RUNS]
+
+
+def run_metric_last_files(wildcards=None):
+    return [f"{G.run_dir(r)}/metrics_last.csv" for r in RUNS]
 
 
 def run_reliability_files(wildcards=None):

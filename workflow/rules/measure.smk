@@ -8,6 +8,7 @@ if BUNDLE == "none":
             preds=f"{RUN_DIR}/preds.npz",
         output:
             metrics=f"{RUN_DIR}/metrics.csv",
+            metrics_last=f"{RUN_DIR}/metrics_last.csv",
             reliability=f"{RUN_DIR}/reliability.csv",
         log:
             run_log("logs/measure", "log"),
@@ -32,6 +33,7 @@ else:
                     preds=bundle_files(_exp, _part, ["preds.npz"]),
                 output:
                     metrics=bundle_files(_exp, _part, ["metrics.csv"]),
+                    metrics_last=bundle_files(_exp, _part, ["metrics_last.csv"]),
                     reliability=bundle_files(_exp, _part, ["reliability.csv"]),
                 log:
                     f"logs/measure_{_part}/{_exp['dataset']}/{_exp['arch']}/seed{{seed}}.log",
@@ -50,10 +52,12 @@ else:
 rule collect:
     input:
         metrics=run_metric_files,
+        metrics_last=run_metric_last_files,
         reliability=run_reliability_files,
         history=run_history_files,
     output:
         metrics="results/metrics.csv",
+        metrics_last="results/metrics_last.csv",
         reliability="results/reliability.csv",
         history="results/history.csv",
     log:

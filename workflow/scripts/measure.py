@@ -4,4 +4,5 @@ from selfdistill.measure import measure_run
 
 to_rule_log(snakemake.log[0])
 measure_run(snakemake.input.preds, dict(snakemake.wildcards), snakemake.output.metrics,
-            snakemake.output.reliability, **snakemake.params.bins)
+            snakemake.output.reliability, **snakemake.params.bins,
+            metrics_last_out=snakemake.output.metrics_last)

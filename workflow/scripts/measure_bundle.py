@@ -4,7 +4,7 @@ from selfdistill.logs import to_rule_log
 from selfdistill.measure import measure_run
 
 to_rule_log(snakemake.log[0])
-for preds, run, metrics, reliability in zip(snakemake.input.preds, snakemake.params.runs,
-                                            snakemake.output.metrics,
-                                            snakemake.output.reliability, strict=True):
-    measure_run(preds, run, metrics, reliability, **snakemake.params.bins)
+for preds, run, metrics, reliability, last in zip(
+        snakemake.input.preds, snakemake.params.runs, snakemake.output.metrics,
+        snakemake.output.reliability, snakemake.output.metrics_last, strict=True):
+    measure_run(preds, run, metrics, reliability, **snakemake.params.bins, metrics_last_out=last)
