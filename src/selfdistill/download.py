@@ -1,11 +1,17 @@
 """Verified downloads of the paper-scale datasets (methods §2 data, §5 paper-scale grid).
 
-Every archive is fetched with ``urllib`` from its official URL, or from a mirror (the
-dataset block's ``mirror``: a base URL or a local directory holding files of the same
-names), written to ``<file>.part``, verified, and only then renamed to its final name.
-A file that fails verification is moved aside to ``<file>.corrupt`` and a named error
-(:class:`ChecksumError`, :class:`ArchiveError`) says which file, the expected and actual
-sha256, and what to do; a rerun therefore never trusts a bad file.
+Every archive is fetched from its official URL, or from a mirror (the dataset block's
+``mirror``: a base URL or a local directory holding files of the same names), written to
+``<file>.part``, verified, and only then renamed to its final name. HTTP goes through
+pooch's ``HTTPDownloader`` (requests; a tqdm progress bar when stderr is a terminal):
+up to :data:`RETRIES` further attempts with exponential backoff (:data:`BACKOFF_S`) after
+a connection error, HTTP 5xx/429 or a truncated body, each resuming the ``.part`` with a
+Range request where the server answers 206 and restarting it otherwise; each socket read
+waits at most :data:`READ_TIMEOUT_S` and the whole download :data:`DEADLINE_S`
+(:class:`DownloadTimeoutError`, the ``.part`` kept for a resume). A file that fails
+verification is moved aside to ``<file>.corrupt`` and a named error (:class:`ChecksumError`,
+:class:`ArchiveError`) says which file, the expected and actual sha256, and what to do; a
+rerun therefore never trusts a bad file. The record names the final URL after redirects.
 
 Pinned checksums (``SOURCES``), published values that the official archives match:
 
@@ -32,12 +38,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
-import urllib.error
+import threading
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -52,6 +61,7 @@ __all__ = [
     "ArchiveError",
     "ChecksumError",
     "DownloadError",
+    "DownloadTimeoutError",
     "archives_for",
     "download_dir",
     "download_outputs",
@@ -237,41 +247,237 @@ def verify(path: Path, archive: Archive, url: str, final: Path | None = None) ->
             "verified_by": pinned, "hash_of": "decompressed" if archive.gzip_content else "file"}
 
 
-def _copy_url(url: str, part: Path, timeout: float) -> None:
-    """Stream ``url`` into ``part``; a short read against Content-Length is an error."""
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+# ------------------------------------------------------------------ fetching
+
+READ_TIMEOUT_S = 60.0  # per socket read: connecting, the headers, each chunk of the body
+DEADLINE_S = 3 * 3600.0  # overall, per file, all attempts: CUB's 1.1 GB at ~100 kB/s
+RETRIES = 3  # further attempts after a connection error, HTTP 5xx/429 or a truncated body
+BACKOFF_S = 2.0  # wait before further attempt k: BACKOFF_S * 2**(k-1), i.e. 2, 4, 8 s
+CHUNK = 1 << 16  # bytes per read: a cut connection loses the chunk being read
+
+
+class DownloadTimeoutError(DownloadError):
+    """A download did not finish within its overall deadline (:data:`DEADLINE_S`)."""
+
+
+@dataclass
+class _Failure:
+    """Why one attempt did not deliver the whole file (every such failure is retried)."""
+
+    text: str
+    truncated: bool = False
+
+
+class _Retry(Exception):
+    """Raised by the response hook when the server's answer cannot be appended."""
+
+
+class _Attempt:
+    """One GET of a URL appended to an open ``.part`` file, as requests' response hook sees
+    it: the final URL after redirects, whether the server resumed (206) or restarted (200)
+    the transfer, the size to expect, and a watchdog that shuts the connection at the
+    deadline (a read blocks until its chunk is full, so a drip never reaches a check)."""
+
+    def __init__(self, fh: Any, offset: int, deadline_at: float) -> None:
+        self.fh, self.offset, self.deadline_at = fh, offset, deadline_at
+        self.url: str | None = None
+        self.expected: int | None = None
+        self.resumed = self.timed_out = False
+        self._response: Any = None
+        self._timer: threading.Timer | None = None
+
+    def hook(self, resp: Any, *args: Any, **kwargs: Any) -> Any:
+        if resp.is_redirect or resp.status_code not in (200, 206):
+            return resp  # a hop of a redirect (called again for the next), or raise_for_status
+        self.url = resp.url
+        if resp.status_code == 206:
+            got = resp.headers.get("Content-Range", "")
+            if not got.startswith(f"bytes {self.offset}-"):
+                resp.close()
+                self._restart()
+                raise _Retry(f"asked for bytes {self.offset}- and got {got!r}; starting over")
+            self.resumed = self.offset > 0
+        elif self.offset:  # 200: the server ignored the Range header, the body is whole
+            log.info("%s: the server does not resume; downloading from the start", resp.url)
+            self._restart()
+        length = resp.headers.get("Content-Length")
+        self.expected = self.offset + int(length) if length is not None else None
+        self._response = resp
+        self._timer = threading.Timer(max(0.0, self.deadline_at - time.monotonic()), self._abort)
+        self._timer.daemon = True
+        self._timer.start()
+        return resp
+
+    def _restart(self) -> None:
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.offset = 0
+
+    def _abort(self) -> None:
+        """The deadline: make the blocked read return by shutting the socket down."""
+        self.timed_out = True
+        raw = self._response.raw
+        try:
+            if hasattr(raw, "shutdown"):  # urllib3 >= 2.3
+                raw.shutdown()
+            else:
+                raw.connection.sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            self._response.close()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _progressbar() -> bool:
+    """pooch's tqdm bar on an interactive terminal only (rule logs get the log lines)."""
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _get(url: str, part: Path, timeout: float,
+         deadline_at: float) -> tuple[_Attempt, BaseException | None]:
+    """One attempt: pooch's HTTPDownloader appends ``url`` to ``part``, asking for the rest
+    with a Range header when ``part`` already holds bytes. Returns the attempt and the
+    exception that ended it (``None`` when the body arrived in full)."""
+    import pooch
+    import requests
+
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    left = max(0.1, min(timeout, deadline_at - time.monotonic()))
+    with open(part, "ab") as fh:
+        attempt = _Attempt(fh, offset, deadline_at)
+        http = pooch.HTTPDownloader(progressbar=_progressbar(), chunk_size=CHUNK,
+                                    headers=headers, hooks={"response": attempt.hook},
+                                    timeout=(left, left))
+        try:
+            http(url, fh, None)
+            failure = None
+        except (requests.RequestException, _Retry) as err:
+            failure = err
+        finally:
+            attempt.stop()
+    return attempt, failure
+
+
+def _why(url: str, part: Path, attempt: _Attempt, failure: BaseException | None,
+         hint: str) -> _Failure | None:
+    """``None`` when the attempt delivered the whole file; the reason to retry otherwise;
+    a :class:`DownloadError` for what a retry cannot fix (HTTP 404 and other 4xx)."""
+    import requests
+
+    size = part.stat().st_size if part.exists() else 0
+    if attempt.expected is not None and size < attempt.expected:
+        return _Failure(f"truncated: received {size} of {attempt.expected} bytes", True)
+    if failure is None:
+        return None
+    if isinstance(failure, requests.HTTPError) and failure.response is not None:
+        status = failure.response.status_code
+        if status == 416:  # the .part is not a prefix the server can continue
+            part.unlink(missing_ok=True)
+        elif status < 500 and status != 429:
+            raise DownloadError(f"cannot fetch {url}: {failure}. {hint}") from failure
+        return _Failure(f"HTTP {status}")
+    if isinstance(failure, (requests.ConnectionError, requests.Timeout, _Retry,
+                            requests.exceptions.ChunkedEncodingError)):
+        return _Failure(str(failure))
+    raise DownloadError(f"cannot fetch {url}: {failure}. {hint}") from failure
+
+
+def _download(url: str, part: Path, *, timeout: float, deadline: float, retries: int,
+              backoff: float) -> tuple[str, bool]:
+    """Fetch ``url`` into ``part``: up to ``retries`` further attempts with exponential
+    backoff, each resuming from the bytes already in ``part`` where the server answers a
+    Range request (206) and restarting otherwise, all within ``deadline`` seconds.
+    Returns the final URL after redirects and whether any attempt resumed."""
+    name = part.name.removesuffix(".part")
+    hint = (f"Check the network, or set datasets.<name>.mirror to a reachable base URL or "
+            f"to a local directory that holds {name}.")
+    deadline_at, resumed, failure = time.monotonic() + deadline, False, _Failure("")
+    for k in range(1, retries + 2):
+        attempt, err = _get(url, part, timeout, deadline_at)
+        resumed |= attempt.resumed
+        if attempt.timed_out or time.monotonic() >= deadline_at:
+            size = part.stat().st_size if part.exists() else 0
+            raise DownloadTimeoutError(
+                f"{name}: the download from {attempt.url or url} did not finish within its "
+                f"deadline of {deadline:.0f} s ({size} bytes received, kept as {part}). A "
+                f"re-run resumes from there where the server allows it; for a server this "
+                f"slow set datasets.<name>.mirror to a faster mirror or to a local directory "
+                f"holding {name}, or raise selfdistill.download.DEADLINE_S.")
+        why = _why(url, part, attempt, err, hint)
+        if why is None:
+            return attempt.url or url, resumed
+        failure, wait = why, backoff * 2 ** (k - 1)
+        if k <= retries:
+            log.warning("%s: attempt %d of %d failed (%s); retrying in %.0f s", url, k,
+                        retries + 1, why.text, wait)
+            time.sleep(min(wait, max(0.0, deadline_at - time.monotonic())))
+    if part.exists() and not part.stat().st_size:
+        part.unlink()
+    if failure.truncated:
+        raise ArchiveError(f"{name} from {url} is {failure.text} after {retries + 1} "
+                           f"attempts; the partial file is kept as {part} (a re-run resumes "
+                           f"it where the server allows). {hint}")
+    raise DownloadError(f"cannot fetch {url}: {failure.text} after {retries + 1} attempts. "
+                        f"{hint}")
+
+
+def _copy_file(url: str, part: Path) -> None:
+    """A local-directory mirror: copy the file into ``part``."""
+    src = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as fh:
-            expected = resp.headers.get("Content-Length")
-            n = 0
-            while block := resp.read(1 << 20):
-                fh.write(block)
-                n += len(block)
-    except http.client.IncompleteRead as err:
+        shutil.copyfile(src, part)
+    except OSError as err:
         part.unlink(missing_ok=True)
-        raise ArchiveError(f"download of {url} was cut short ({err}); re-run.") from err
-    except (urllib.error.URLError, OSError) as err:
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"cannot fetch {url}: {err}. Check the network, or set "
-                            f"datasets.<name>.mirror to a reachable base URL or to a local "
-                            f"directory that holds {part.name[:-5]}.") from err
-    if expected is not None and n != int(expected):
-        bad = move_aside(part)
-        raise ArchiveError(f"{part.name[:-5]} from {url} is truncated: received {n} of "
-                           f"{expected} bytes. Moved aside to {bad}; re-run to download it "
-                           f"again.")
+        raise DownloadError(f"cannot fetch {url}: {err}. Set datasets.<name>.mirror to a "
+                            f"directory that holds {src.name}.") from err
 
 
 def fetch(archive: Archive, dest_dir: str | Path, mirror: str | None = None,
-          timeout: float = 60.0) -> dict[str, Any]:
-    """Download ``archive`` into ``dest_dir`` via ``.part``, verify, rename; return its record."""
+          timeout: float | None = None, *, deadline: float | None = None,
+          retries: int | None = None, backoff: float | None = None) -> dict[str, Any]:
+    """Download ``archive`` into ``dest_dir`` via ``.part``, verify, rename; return its record.
+
+    ``timeout`` bounds each socket read, ``deadline`` the whole download (both in seconds;
+    defaults :data:`READ_TIMEOUT_S`, :data:`DEADLINE_S`, :data:`RETRIES`,
+    :data:`BACKOFF_S`). A file that fails its hash after a resumed transfer may be two
+    versions spliced together, so it is downloaded once more from the start; a file that
+    fails it after a whole transfer is not: it is moved aside and :class:`ChecksumError`
+    raised. The record names the final URL (after redirects) and, if it differs, the
+    requested one.
+    """
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     final, part = dest / archive.filename, dest / (archive.filename + ".part")
     url = source_url(archive, mirror)
     log.info("fetching %s from %s", archive.filename, url)
-    _copy_url(url, part, timeout)
-    record = verify(part, archive, url, final)
+    for clean in (False, True):
+        if url.startswith("file:"):
+            got, resumed = url, False
+            _copy_file(url, part)
+        elif url.startswith(("http://", "https://")):
+            got, resumed = _download(
+                url, part, timeout=READ_TIMEOUT_S if timeout is None else timeout,
+                deadline=DEADLINE_S if deadline is None else deadline,
+                retries=RETRIES if retries is None else retries,
+                backoff=BACKOFF_S if backoff is None else backoff)
+        else:
+            raise DownloadError(f"cannot fetch {url}: only http(s):// URLs and local "
+                                f"directories are supported; fix datasets.<name>.mirror.")
+        try:
+            record = verify(part, archive, got, final)
+            break
+        except (ChecksumError, ArchiveError):  # verify moved the file aside to .corrupt
+            if clean or not resumed:
+                raise
+            log.warning("%s failed verification after a resumed download; downloading it "
+                        "once more from the start", archive.filename)
+    if got != url:
+        record["requested_url"] = url
     os.replace(part, final)
     write_json(final.with_name(final.name + ".json"), record)
     log.info("verified %s: sha256 %s", final, record["sha256"])
@@ -284,11 +490,14 @@ def _trusted(path: Path, archive: Archive, url: str) -> dict[str, Any] | None:
         return None
     record = verify(path, archive, url)  # raises + moves aside on a pinned mismatch
     sidecar = path.with_name(path.name + ".json")
+    recorded = read_json(sidecar) if sidecar.exists() else {}
+    if recorded.get("sha256") == record["sha256"]:  # the URLs its download recorded
+        record.update({k: recorded[k] for k in ("url", "requested_url") if k in recorded})
     if record["verified_by"]:
         if not sidecar.exists():
             write_json(sidecar, record)
         return record
-    seen = read_json(sidecar).get("sha256") if sidecar.exists() else None
+    seen = recorded.get("sha256")
     if seen is None:  # nothing vouches for it (no pin, no record of its download): refetch
         move_aside(path)
         return None

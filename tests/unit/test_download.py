@@ -477,14 +477,19 @@ def test_official_pin_rejects_a_different_archive(served: tuple[str, Path],
     _no_trusted_file(tmp_path, "CUB_200_2011.tgz")
 
 
-def test_truncated_download(served: tuple[str, Path], tmp_path: Path) -> None:
-    """Server sends half the announced bytes: named error, nothing trusted left behind."""
+def test_truncated_download(served: tuple[str, Path], tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Server always sends half the announced bytes: after the retries a named error, and
+    only a partial ``.part`` (kept for a resume) is left, never the final name."""
+    monkeypatch.setattr(D, "BACKOFF_S", 0.0)
     url, root = served
     make_tiny_imagenet(root / "tiny-imagenet-200.zip")
     block = _block("tiny_imagenet", root / "tiny-imagenet-200.zip", f"{url}/short")
-    with pytest.raises(D.ArchiveError, match="truncated: received"):
+    with pytest.raises(D.ArchiveError, match="truncated: received .* after 4 attempts"):
         D.download_source("tiny_imagenet", block, tmp_path)
-    _no_trusted_file(tmp_path, "tiny-imagenet-200.zip")
+    assert not (tmp_path / "tiny-imagenet-200.zip").exists()
+    part, size = tmp_path / "tiny-imagenet-200.zip.part", (root / "tiny-imagenet-200.zip").stat()
+    assert not part.exists() or part.stat().st_size < size.st_size
 
 
 def test_truncated_archive_with_matching_hash_fails_on_read(served: tuple[str, Path],
@@ -590,9 +595,11 @@ def test_download_rule_through_snakemake(served: tuple[str, Path], tmp_path: Pat
 
 
 def test_dag_build_import_stays_light() -> None:
-    """download.smk imports selfdistill.download at parse time: no torch/torchvision/PIL."""
+    """download.smk imports selfdistill.download at parse time: no torch/torchvision/PIL,
+    and pooch/requests only when a file is fetched."""
     code = ("import sys, selfdistill.download; print(sorted(m for m in "
-            "('torch', 'torchvision', 'PIL', 'pandas') if m in sys.modules))")
+            "('torch', 'torchvision', 'PIL', 'pandas', 'pooch', 'requests', 'tqdm') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
