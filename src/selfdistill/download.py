@@ -387,6 +387,16 @@ def _why(url: str, part: Path, attempt: _Attempt, failure: BaseException | None,
     raise DownloadError(f"cannot fetch {url}: {failure}. {hint}") from failure
 
 
+def _kept(part: Path) -> str:
+    """What is left of a failed download: a ``.part`` to resume (an empty one is removed)."""
+    size = part.stat().st_size if part.exists() else 0
+    if not size:
+        part.unlink(missing_ok=True)
+        return "nothing was received"
+    return (f"{size} bytes are kept in {part} and a re-run continues from there where the "
+            f"server allows")
+
+
 def _download(url: str, part: Path, *, timeout: float, deadline: float, retries: int,
               backoff: float) -> tuple[str, bool]:
     """Fetch ``url`` into ``part``: up to ``retries`` further attempts with exponential
@@ -400,15 +410,13 @@ def _download(url: str, part: Path, *, timeout: float, deadline: float, retries:
     for k in range(1, retries + 2):
         attempt, err = _get(url, part, timeout, deadline_at)
         resumed |= attempt.resumed
-        if attempt.timed_out or time.monotonic() >= deadline_at:
-            size = part.stat().st_size if part.exists() else 0
+        why = None if attempt.timed_out else _why(url, part, attempt, err, hint)
+        if attempt.timed_out or (why is not None and time.monotonic() >= deadline_at):
             raise DownloadTimeoutError(
                 f"{name}: the download from {attempt.url or url} did not finish within its "
-                f"deadline of {deadline:.0f} s ({size} bytes received, kept as {part}). A "
-                f"re-run resumes from there where the server allows it; for a server this "
-                f"slow set datasets.<name>.mirror to a faster mirror or to a local directory "
-                f"holding {name}, or raise selfdistill.download.DEADLINE_S.")
-        why = _why(url, part, attempt, err, hint)
+                f"deadline of {deadline:.0f} s; {_kept(part)}. For a server this slow set "
+                f"datasets.<name>.mirror to a faster mirror or to a local directory holding "
+                f"{name}, or raise selfdistill.download.DEADLINE_S.")
         if why is None:
             return attempt.url or url, resumed
         failure, wait = why, backoff * 2 ** (k - 1)
@@ -416,14 +424,11 @@ def _download(url: str, part: Path, *, timeout: float, deadline: float, retries:
             log.warning("%s: attempt %d of %d failed (%s); retrying in %.0f s", url, k,
                         retries + 1, why.text, wait)
             time.sleep(min(wait, max(0.0, deadline_at - time.monotonic())))
-    if part.exists() and not part.stat().st_size:
-        part.unlink()
     if failure.truncated:
         raise ArchiveError(f"{name} from {url} is {failure.text} after {retries + 1} "
-                           f"attempts; the partial file is kept as {part} (a re-run resumes "
-                           f"it where the server allows). {hint}")
-    raise DownloadError(f"cannot fetch {url}: {failure.text} after {retries + 1} attempts. "
-                        f"{hint}")
+                           f"attempts; {_kept(part)}. {hint}")
+    raise DownloadError(f"cannot fetch {url}: {failure.text} after {retries + 1} attempts; "
+                        f"{_kept(part)}. {hint}")
 
 
 def _copy_file(url: str, part: Path) -> None:
