@@ -1,37 +1,44 @@
 """The claims check (methods §6): one statistic and verdict per paper claim (methods §1).
 
+Claims have string ids: ``1a`` (SD generation 1 beats CE), ``1b`` (later generations add
+to generation 1), ``2`` (the gain comes with growing entropy and teacher diversity),
+``3`` (SD beats LS and ER at matched validation entropy), ``4`` (BS beats LS) and ``5``
+(accuracy, NLL and ECE are reported).
+
 The seed is the unit of replication. Every deciding statistic is a per-seed number:
 
-- Paired difference (claims 1, 3, 4): d_s = 100·(accuracy(A, seed s) − accuracy(B, seed s))
-  in percentage points (pp) over the seeds both settings have.
-- Trend (claim 1's trend, claim 2): each seed's least-squares slope of the quantity over
-  generations 0..G of its SD chain (generation 0 = CE, methods §3.4), per generation. Not
-  each seed's Spearman ρ: ρ saturates at ±1, so a trend that is monotone in every seed,
-  the strongest evidence there is, would have zero spread. Mean per-seed ρ is reported.
+- Paired difference (claims 1a, 1b, 3, 4): d_s = 100·(accuracy(A, seed s) − accuracy(B,
+  seed s)) in percentage points (pp) over the seeds both settings have.
+- Trend: each seed's least-squares slope of the quantity over generations (claim 1b:
+  accuracy over 1..G; claim 2: test entropy over 0..G, train-split teacher diversity over
+  the generations that teach, 0..G−1), per generation.
+- Association (claim 2): each seed's least-squares slope of the student's test accuracy
+  (generation g + 1, pp) on its teacher's train-split diversity (generation g, nats),
+  g = 0..G−1, in pp per nat. A slope, not a correlation: a per-seed ρ or r saturates at ±1
+  with a handful of generations, so the strongest evidence would have zero spread.
 
-Over seeds: the mean, a Student-t interval with n − 1 df at ``compare.confidence``, the
-two-sided one-sample t-test p-value against 0, the sign count (seeds with a positive
-statistic) and the minimal detectable effect at ``compare.power``,
-MDE = (t_{1−α/2, n−1} + t_{power, n−1}) · s / √n (α = 1 − confidence, s the sample
-standard deviation of the per-seed statistic): the true mean difference this many
-seeds would detect with that probability (the usual normal-approximation formula with t
-quantiles), in the statistic's unit.
+Over seeds (``scipy.stats``): the mean, the Student-t interval with n − 1 df at
+``compare.confidence``, the two-sided one-sample t-test p against 0, the sign count, the
+two one-sided t tests (TOST) of |mean| < ``compare.margin_pp`` at α = 1 − confidence
+(equivalently, the 1 − 2α interval within ±margin), and the minimal detectable effect:
+the true mean that a two-sided t test at level α/m (m: the claims that enter Holm for
+this dataset × arch, Holm's strictest step) finds in its direction with probability
+``compare.power``, solved exactly with the noncentral t (:func:`mde`).
 
-Verdicts (exactly one):
+Verdicts (exactly one, tried in this order):
 
-- *inconclusive*, always, with fewer than 3 seeds or zero spread of a deciding per-seed
-  statistic (the t interval is undefined; ``detail`` says why), when a method was not run,
-  or when claim 3 finds no LS/ER setting at SD's entropy;
-- *contradicted*: a deciding (or claim 1's contra) interval lies entirely below 0 and the
-  claim's Holm-adjusted p < 1 − confidence;
-- *supported*: every deciding interval lies above 0 and the Holm-adjusted p < 1 − confidence;
-- *no effect* (claims in pp: 1, 3, 4): every equivalence interval lies within
-  ±``compare.margin_pp``, an equivalence test (TOST-style via the interval);
+- *inconclusive* when the claim cannot be tested (fewer than 3 seeds, zero spread of a
+  deciding per-seed statistic, a method not run, claim 3 without an LS/ER run at SD's
+  validation entropy); for claim 2 also whenever neither 1a nor 1b is *supported*
+  ("no gain to explain": the growth is still reported);
+- *contradicted*: a candidate test lies below 0 and its p, Bonferroni-corrected for the
+  claim's k candidate tests (k·p, Holm's first step), is below α after Holm over claims;
+- *supported*: every deciding interval lies above 0 and the claim's Holm p < α, the claim's
+  p being the largest of its deciding tests (an intersection-union test: all must hold);
+- *no effect* (claims 1a, 1b, 3, 4, in pp): every equivalence statistic passes TOST at α
+  (its 1 − 2α interval within ±margin), the largest TOST p below α; not Holm-adjusted;
 - *inconclusive* otherwise.
 
-A claim's p-value is the larger p of its deciding tests (all must hold), or, when some
-interval lies below 0, the smallest p of those (one suffices to contradict). Holm's
-step-down adjustment runs over the p-values of claims 1-4 of one dataset × arch.
 Claim 5 is a reporting check (see :func:`claim_5`). Comparison points are pre-specified by
 ``compare`` (no best-generation selection).
 """
@@ -48,40 +55,49 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from .io import write_csv, write_text
 from .tables import (
+    MATCHED_KEYS,
+    best_vs_last,
     markdown_table,
     one_pair,
     pairs,
     param_is,
+    read_matched,
     read_metrics,
     sd_chain,
     write_sidecar,
 )
 
-__all__ = ["CLAIM_COLUMNS", "CLAIM_TEXT", "VERDICTS", "CheckConfig", "Evidence", "Stat",
-           "claim_1", "claim_2", "claim_3", "claim_4", "claim_5", "evaluate", "holm", "mde",
-           "render_claims", "seed_stat", "slopes"]
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "CLAIM_TEXT", "HOLM_CLAIMS", "VERDICTS", "CheckConfig",
+           "Evidence", "Stat", "claim_1a", "claim_1b", "claim_2", "claim_3", "claim_4",
+           "claim_5", "evaluate", "holm", "mde", "render_claims", "seed_stat", "slopes",
+           "teacher_association", "tost_p"]
 
 log = logging.getLogger(__name__)
 
 VERDICTS = ("supported", "contradicted", "no effect", "inconclusive")
+CLAIMS = ("1a", "1b", "2", "3", "4", "5")
+HOLM_CLAIMS = ("1a", "1b", "2", "3", "4")  # claim 5 has no test
 CLAIM_COLUMNS = ["dataset", "arch", "claim", "verdict", "value", "low", "high", "n_seeds",
                  "detail", "p_value", "p_holm", "mde", "sign_count", "unit", "statistic",
-                 "summary", "claim_text"]
+                 "summary", "claim_text", "p_tost", "mde_alpha", "mde_power", "verdict_last",
+                 "value_last"]
 CLAIM_TEXT = {
-    1: "Multi-generation SD improves test accuracy over generations",
-    2: "The gain comes with growing uncertainty (entropy) and teacher diversity",
-    3: "SD beats LS and ER at matched average entropy",
-    4: "Beta smoothing beats label smoothing",
-    5: "Accuracy, NLL and ECE are reported",
+    "1a": "SD generation 1 beats CE",
+    "1b": "Later SD generations add to generation 1",
+    "2": "The gain comes with growing uncertainty (entropy) and teacher diversity",
+    "3": "SD beats LS and ER at matched average entropy",
+    "4": "Beta smoothing beats label smoothing",
+    "5": "Accuracy, NLL and ECE are reported",
 }
 METRIC_COLUMNS = ["dataset", "arch", "method", "param", "seed", "gen", "split", "accuracy",
                   "nll", "ece", "entropy", "cd_entropy_max"]
 MIN_SEEDS = 3
 PP = "pp"
+NO_GAIN = "no gain to explain"
 
 
 # --------------------------------------------------------------------------- settings
@@ -138,7 +154,6 @@ class Stat:
     high: float
     p: float
     sd: float
-    mde: float
     problem: str
 
     @property
@@ -154,12 +169,36 @@ class Stat:
         return not self.problem
 
 
-def mde(sd: float, n: int, confidence: float, power: float) -> float:
-    """Minimal detectable effect, (t_{1−α/2, n−1} + t_{power, n−1}) · sd / √n (methods §6)."""
-    if n < 2 or not sd > 0:
+def mde(sd: float, n: int, alpha: float, power: float) -> float:
+    """Minimal detectable effect (methods §6): the true mean δ > 0 at which the two-sided
+    one-sample t test at level ``alpha`` rejects in δ's direction with probability
+    ``power``: P(T > t_{1−α/2, n−1}) = power for T ~ noncentral t(n − 1, δ√n/σ), solved
+    for δ/σ and scaled by the sample sd. NaN under 2 seeds or without spread."""
+    if n < 2 or not (np.isfinite(sd) and sd > 0):
         return math.nan
-    q = stats.t.ppf(1 - (1 - confidence) / 2, n - 1) + stats.t.ppf(power, n - 1)
-    return float(q * sd / math.sqrt(n))
+    df = n - 1
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+
+    def shortfall(ncp: float) -> float:
+        return float(stats.nct.sf(crit, df, ncp)) - power
+
+    if shortfall(0.0) >= 0:
+        return 0.0
+    hi = crit + 4.0
+    while shortfall(hi) < 0:
+        hi *= 2
+    ncp = optimize.brentq(shortfall, 0.0, hi, xtol=1e-12, rtol=1e-12)
+    return float(ncp * sd / math.sqrt(n))
+
+
+def tost_p(s: Stat, margin: float) -> float:
+    """Two one-sided t tests of −margin < mean < +margin (scipy's one-sided one-sample t
+    tests): the larger of the two p-values; NaN when the statistic is unusable."""
+    if not s.usable:
+        return math.nan
+    above = stats.ttest_1samp(s.values, -margin, alternative="greater").pvalue
+    below = stats.ttest_1samp(s.values, margin, alternative="less").pvalue
+    return float(max(above, below))
 
 
 def _problem(values: np.ndarray, unit: str) -> str:
@@ -177,7 +216,7 @@ def _problem(values: np.ndarray, unit: str) -> str:
 
 def seed_stat(name: str, unit: str, per_seed: pd.Series | np.ndarray,
               cfg: CheckConfig) -> Stat:
-    """Mean over seeds, Student-t interval (n − 1 df), t-test p, MDE (methods §6)."""
+    """Mean over seeds, Student-t interval (n − 1 df), two-sided t-test p (methods §6)."""
     d = np.asarray(per_seed, dtype=float)
     d = d[np.isfinite(d)]
     n = len(d)
@@ -189,9 +228,9 @@ def seed_stat(name: str, unit: str, per_seed: pd.Series | np.ndarray,
         res = stats.ttest_1samp(d, 0.0)
         ci = res.confidence_interval(cfg.confidence)
         low, high, p = float(ci.low), float(ci.high), float(res.pvalue)
-    size = math.nan if problem.startswith("zero spread") else mde(sd, n, cfg.confidence,
-                                                                  cfg.power)
-    return Stat(name, unit, d, value, low, high, p, sd, size, problem)
+    if problem.startswith("zero spread"):
+        sd = 0.0
+    return Stat(name, unit, d, value, low, high, p, sd, problem)
 
 
 def paired(name: str, a: pd.Series, b: pd.Series, cfg: CheckConfig) -> Stat:
@@ -215,6 +254,29 @@ def slopes(chain: pd.DataFrame, column: str, scale: float = 1.0) -> pd.Series:
     g = wide.columns.to_numpy(float) - wide.columns.to_numpy(float).mean()
     y = scale * wide.to_numpy(float)
     return pd.Series((y - y.mean(axis=1, keepdims=True)) @ g / (g @ g), index=wide.index)
+
+
+def teacher_association(test: pd.DataFrame, train: pd.DataFrame) -> tuple[pd.Series,
+                                                                           pd.Series]:
+    """Per seed, over the teacher → student steps g → g + 1 (g = 0..G−1) of the SD chains
+    ``test`` and ``train`` (:func:`sd_chain` of each split): the least-squares slope of the
+    student's test accuracy (pp) on the teacher's train-split ``cd_entropy_max`` (nats),
+    and the Pearson r of the same points (descriptive). Seeds with fewer than two steps or
+    a constant teacher diversity get NaN."""
+    acc, div = 100.0 * _wide(test, "accuracy"), _wide(train, "cd_entropy_max")
+    gens = sorted(set(acc.columns) & set(div.columns))
+    seeds = acc.index.intersection(div.index)
+    teach = [g for g in gens if g + 1 in gens]
+    if len(teach) < 2 or not len(seeds):
+        return pd.Series(dtype=float), pd.Series(dtype=float)
+    x = div.loc[seeds, teach].to_numpy(float)
+    y = acc.loc[seeds, [g + 1 for g in teach]].to_numpy(float)
+    xc, yc = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+    sxx, syy, sxy = (xc * xc).sum(axis=1), (yc * yc).sum(axis=1), (xc * yc).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(sxx > 0, sxy / sxx, np.nan)
+        r = np.where((sxx > 0) & (syy > 0), sxy / np.sqrt(sxx * syy), np.nan)
+    return pd.Series(slope, index=seeds), pd.Series(r, index=seeds)
 
 
 def _spearman_note(chain: pd.DataFrame, column: str, what: str) -> list[str]:
@@ -251,7 +313,7 @@ def describe(s: Stat) -> str:
         mean = "" if not s.n else f"mean {s.value:+.3f} {s.unit}, "
         return f"{s.name}: {mean}{s.problem}"
     return (f"{s.name}: {s.value:+.3f} {s.unit} [{s.low:+.3f}, {s.high:+.3f}], "
-            f"{s.positive}/{s.n} seeds positive, p = {s.p:.2g}, MDE {s.mde:.3g} {s.unit}")
+            f"{s.positive}/{s.n} seeds positive, p = {s.p:.2g}")
 
 
 # --------------------------------------------------------------------------- claims
@@ -259,10 +321,12 @@ def describe(s: Stat) -> str:
 @dataclass
 class Evidence:
     """What decides one claim: ``deciding`` must all lie above 0; any of ``deciding`` or
-    ``contra`` below 0 contradicts; all of ``equivalent`` within ±margin is "no effect";
-    ``problems`` make it inconclusive; ``fixed`` is a verdict that needs no test (claim 5)."""
+    ``contra`` (the k candidate tests) below 0 with k·p small contradicts; all of
+    ``equivalent`` passing TOST is "no effect"; ``problems`` make it inconclusive;
+    ``fixed`` is a verdict that needs no test (claim 5); ``gate`` (claim 2) keeps it
+    inconclusive with that reason whatever the test says."""
 
-    claim: int
+    claim: str
     main: Stat | None
     deciding: list[Stat]
     notes: list[str]
@@ -271,8 +335,14 @@ class Evidence:
     equivalent: list[Stat] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     fixed: tuple[str, str] | None = None
+    gate: str = ""
     value: float = math.nan
     n: int | None = None
+
+    @property
+    def candidates(self) -> list[Stat]:
+        """The tests any one of which could contradict the claim."""
+        return self.deciding + [s for s in self.contra if s not in self.deciding]
 
 
 def _by_seed(runs: pd.DataFrame, column: str = "accuracy") -> pd.Series:
@@ -288,56 +358,97 @@ def _binding(ev_stats: Sequence[Stat]) -> Stat:
     return unusable[0] if unusable else max(ev_stats, key=lambda s: s.p)
 
 
-def claim_1(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
-    """Claim 1, "improves over generations", from pre-specified points only. Deciding:
-    accuracy(last SD generation G) − accuracy(CE), paired (pp), AND the per-seed accuracy
-    slope over generations 0..G (pp/generation); SD generation ``sd_gen`` significantly
-    below CE contradicts. "No effect": the G − CE interval within ±margin."""
+def _chain_accuracy(test: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, pd.Series]]:
     chain = sd_chain(test)
-    if not (chain["gen"] >= 1).any() or not (chain["gen"] == 0).any():
-        return Evidence(1, None, [], [], "SD vs CE", problems=["no SD or no CE runs"])
-    last = int(chain["gen"].max())
-    acc = {g: _by_seed(chain[chain["gen"] == g]) for g in (0, cfg.sd_gen, last)
-           if (chain["gen"] == g).any()}
-    end = paired(f"SD gen {last} − CE", acc[last], acc[0], cfg)
-    trend = seed_stat(f"slope of accuracy over generations 0..{last}", "pp/generation",
-                      slopes(chain, "accuracy", 100.0), cfg)
-    contra = []
-    if cfg.sd_gen != last and cfg.sd_gen in acc:
-        contra = [paired(f"SD gen {cfg.sd_gen} − CE", acc[cfg.sd_gen], acc[0], cfg)]
-    notes = [describe(end), describe(trend), *(describe(s) for s in contra),
-             *_spearman_note(chain, "accuracy", "accuracy")]
-    summary = (f"SD {end.value:+.2f} pp after {last} generation{'s' * (last > 1)} "
-               f"({end.positive}/{end.n} seeds)")
-    return Evidence(1, end, [end, trend], notes, summary, contra, [end])
+    acc = {int(g): _by_seed(chain[chain["gen"] == g]) for g in sorted(set(chain["gen"]))}
+    return chain, acc
+
+
+def claim_1a(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
+    """Claim 1a, "SD generation 1 beats CE" (Born-Again Networks' one-generation gain):
+    accuracy(SD generation 1) − accuracy(CE), paired (pp); deciding, contradicting and
+    equivalence statistic at once."""
+    _, acc = _chain_accuracy(test)
+    if 0 not in acc or 1 not in acc:
+        return Evidence("1a", None, [], [], "SD gen 1 vs CE",
+                        problems=["no SD generation 1 or no CE runs"])
+    d = paired("SD gen 1 − CE", acc[1], acc[0], cfg)
+    summary = f"SD gen 1 − CE {d.value:+.2f} pp ({d.positive}/{d.n} seeds)"
+    return Evidence("1a", d, [d], [describe(d)], summary, equivalent=[d])
+
+
+def claim_1b(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
+    """Claim 1b, "later generations add to generation 1" (the multi-generational gain):
+    deciding accuracy(SD gen G) − accuracy(SD gen 1), paired (pp), and, with G ≥ 3, the
+    per-seed accuracy slope over generations 1..G (pp/generation); "no effect" on the
+    G − 1 difference. The old G − CE difference and slope over 0..G are descriptive."""
+    chain, acc = _chain_accuracy(test)
+    last = max(acc) if acc else 0
+    if 1 not in acc or last < 2:
+        return Evidence("1b", None, [], [], "later SD generations vs generation 1",
+                        problems=[f"needs SD generations 1 and G ≥ 2 (have up to {last})"])
+    diff = paired(f"SD gen {last} − SD gen 1", acc[last], acc[1], cfg)
+    deciding = [diff]
+    if last >= 3:
+        deciding.append(seed_stat(f"slope of accuracy over generations 1..{last}",
+                                  "pp/generation", slopes(chain[chain["gen"] >= 1],
+                                                          "accuracy", 100.0), cfg))
+    notes = [describe(s) for s in deciding]
+    if 0 in acc:
+        notes.append("descriptive, not in the verdict: "
+                     + describe(paired(f"SD gen {last} − CE", acc[last], acc[0], cfg)))
+    notes += _spearman_note(chain[chain["gen"] >= 1], "accuracy", "accuracy")
+    summary = (f"SD gen {last} − gen 1 {diff.value:+.2f} pp ({diff.positive}/{diff.n} "
+               "seeds)")
+    return Evidence("1b", _binding(deciding), deciding, notes, summary, equivalent=[diff])
 
 
 def claim_2(metrics: pd.DataFrame, cfg: CheckConfig) -> Evidence:
-    """Claim 2: per-seed slope over generations 0..G of test entropy and of the train-split
-    diversity (cd_entropy_max: what the next student is taught with, methods §4), both > 0."""
+    """Claim 2: per-seed slopes of test entropy over generations 0..G and of the train-split
+    teacher diversity (cd_entropy_max, what the next student is taught with, methods §4)
+    over the generations that teach, 0..G−1, and the per-seed slope of student accuracy
+    on teacher diversity (:func:`teacher_association`); all three > 0 to support. The
+    gate "no gain to explain" is set by :func:`evaluate` from claims 1a and 1b."""
     test = sd_chain(metrics[metrics["split"] == "test"])
     train = sd_chain(metrics[metrics["split"] == "train"])
-    if not (test["gen"] >= 1).any():
-        return Evidence(2, None, [], [], "entropy and diversity", problems=["no SD runs"])
-    ent = seed_stat("slope of test entropy", "nats/generation", slopes(test, "entropy"), cfg)
-    div = seed_stat("slope of train-split teacher diversity (cd_entropy_max)",
-                    "nats/generation", slopes(train, "cd_entropy_max"), cfg)
+    last = int(test["gen"].max()) if len(test) else 0
+    if last < 2 or not (train["gen"] >= 1).any():
+        return Evidence("2", None, [], [], "entropy and diversity",
+                        problems=[f"needs CE and SD generations 1..G with G ≥ 2 (have up "
+                                  f"to {last}): the teaching generations 0..G−1 need two "
+                                  "points for a slope"])
+    teaching = train[train["gen"] <= last - 1]
+    ent = seed_stat(f"slope of test entropy over generations 0..{last}", "nats/generation",
+                    slopes(test, "entropy"), cfg)
+    div = seed_stat(f"slope of train-split teacher diversity (cd_entropy_max) over "
+                    f"generations 0..{last - 1}", "nats/generation",
+                    slopes(teaching, "cd_entropy_max"), cfg)
+    slope, r = teacher_association(test, train)
+    assoc = seed_stat("slope of student accuracy (gen g+1) on teacher diversity (gen g)",
+                      "pp/nat", slope, cfg)
     div_test = seed_stat("slope of test diversity", "nats/generation",
                          slopes(test, "cd_entropy_max"), cfg)
-    notes = [describe(ent), describe(div), *_spearman_note(test, "entropy", "test entropy"),
-             *_spearman_note(train, "cd_entropy_max", "train diversity"),
+    r = r.dropna()
+    notes = [describe(ent), describe(div), describe(assoc),
+             *_spearman_note(test, "entropy", "test entropy"),
              "descriptive, not in the verdict: " + describe(div_test)]
+    if len(r):
+        notes.append(f"descriptive: mean per-seed Pearson r(student accuracy, teacher "
+                     f"diversity) {r.mean():+.2f} ({int((r > 0).sum())}/{len(r)} seeds > 0)")
     summary = (f"entropy {ent.value:+.3f} and teacher diversity {div.value:+.3f} nats per "
-               f"generation ({ent.positive}/{ent.n}, {div.positive}/{div.n} seeds up)")
-    return Evidence(2, _binding([ent, div]), [ent, div], notes, summary)
+               f"generation, accuracy {assoc.value:+.2f} pp per nat of teacher diversity "
+               f"({ent.positive}/{ent.n}, {div.positive}/{div.n}, {assoc.positive}/{assoc.n} "
+               "seeds up)")
+    deciding = [ent, div, assoc]
+    return Evidence("2", _binding(deciding), deciding, notes, summary)
 
 
-def _match(val: pd.DataFrame, method: str, target: float,
-           cfg: CheckConfig) -> tuple[str | None, str, str]:
-    """methods §5 E2 on the validation split: the ``method`` setting closest to SD's seed-mean
-    val entropy ``target`` (ties: smaller param). Returns (param, note, short note); param
-    is None when the sweep does not bracket the target or the gap exceeds
-    ``compare.entropy_tolerance``."""
+def _nearest(val: pd.DataFrame, method: str, target: float,
+             cfg: CheckConfig) -> tuple[str | None, str, str]:
+    """methods §6 claim 3 without matched runs: the ``method`` sweep setting closest to
+    SD's seed-mean VALIDATION entropy ``target``. Returns (param or None, note, short
+    reason); None when the sweep does not bracket the target or the closest setting is
+    more than ``compare.entropy_tolerance`` away."""
     runs = val[val["method"] == method]
     name = method.upper()
     if runs.empty:
@@ -359,21 +470,53 @@ def _match(val: pd.DataFrame, method: str, target: float,
     return str(param), f"{name}({param}) matched, val entropy gap {g:+.3f} nats", ""
 
 
-def claim_3(metrics: pd.DataFrame, cfg: CheckConfig) -> Evidence:
-    """Claim 3: SD gen ``sd_gen`` vs the LS and ER settings closest to it in seed-mean
-    VALIDATION entropy (so test accuracy is not used to pick them); test-accuracy paired
-    differences SD − LS and SD − ER (pp), both > 0 to support."""
+def _matched(val: pd.DataFrame, method: str, row: Mapping[str, Any], target: float,
+             cfg: CheckConfig) -> tuple[str | None, str, str]:
+    """methods §6 claim 3 with a matched run (results/matched/matched.csv row ``row``):
+    that strength, its gap recomputed from the val rows of ``val`` (seed-mean entropy −
+    ``target``). None when there is no strength, it has no runs yet, or it misses the
+    tolerance; the note says which."""
+    name, param = method.upper(), str(row.get("param", "") or "").strip()
+    status = str(row.get("status", "") or "")
+    if param in ("", "nan", "none"):
+        why = f" ({status})" if status else ""
+        return None, (f"no matched {name} strength{why}: the {name} points do not bracket "
+                      f"SD's val entropy {target:.3f} nats; widen the sweep"), \
+            f"no matched {name} strength"
+    runs = val[(val["method"] == method) & param_is(val["param"], float(param))]
+    if runs.empty:
+        return None, (f"matched {name}({param}) has no runs on the val split yet: train it "
+                      "(results/matched/)"), f"matched {name}({param}) not trained"
+    g = float(_by_seed(runs, "entropy").mean()) - target
+    if abs(g) > cfg.entropy_tolerance:
+        return None, (f"matched {name}({param}) still misses the {cfg.entropy_tolerance:g}-nat "
+                      f"tolerance: val entropy gap {g:+.3f} nats"), \
+            f"matched {name} gap {g:+.2f} nats"
+    return param, f"{name}({param}) matched run, val entropy gap {g:+.3f} nats", ""
+
+
+def claim_3(metrics: pd.DataFrame, cfg: CheckConfig,
+            matched: pd.DataFrame | None = None) -> Evidence:
+    """Claim 3: SD gen ``sd_gen`` vs LS and vs ER at SD's seed-mean VALIDATION entropy
+    (test accuracy never enters the pick); paired test-accuracy differences SD − LS and
+    SD − ER (pp), both > 0 to support, either below 0 (k = 2 candidates) contradicts,
+    both passing TOST is "no effect". A method with a row in ``matched`` (this dataset ×
+    arch's rows of results/matched/matched.csv) uses that matched strength
+    (:func:`_matched`); otherwise the nearest sweep point (:func:`_nearest`)."""
     val, test = (metrics[metrics["split"] == s] for s in ("val", "test"))
     k = cfg.sd_gen
     sd_val = val[(val["method"] == "sd") & (val["gen"] == k)]
     if sd_val.empty:
-        return Evidence(3, None, [], [], "SD vs LS/ER at matched entropy",
+        return Evidence("3", None, [], [], "SD vs LS/ER at matched entropy",
                         problems=[f"no SD gen {k} runs on the val split"])
     target = float(_by_seed(sd_val, "entropy").mean())
     sd = _by_seed(test[(test["method"] == "sd") & (test["gen"] == k)])
+    rows = {} if matched is None else {str(r["method"]): r
+                                       for r in matched.to_dict(orient="records")}
     tests, notes, problems, short = [], [], [], []
     for m in ("ls", "er"):
-        param, note, brief = _match(val, m, target, cfg)
+        param, note, brief = (_matched(val, m, rows[m], target, cfg) if m in rows
+                              else _nearest(val, m, target, cfg))
         notes.append(note)
         if param is None:
             problems.append(note)
@@ -386,7 +529,7 @@ def claim_3(metrics: pd.DataFrame, cfg: CheckConfig) -> Evidence:
     summary = f"{summary or 'SD vs LS/ER'} at matched val entropy"
     summary += f" ({'; '.join(short)})" if short else ""
     main = _binding(tests) if tests else None
-    return Evidence(3, main, tests, notes, summary, equivalent=tests, problems=problems)
+    return Evidence("3", main, tests, notes, summary, equivalent=tests, problems=problems)
 
 
 def claim_4(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
@@ -398,13 +541,13 @@ def claim_4(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
     sd = test[(m == "sd") & (test["gen"] == cfg.sd_gen)]
     missing = [n for n, r in (("BS", bs), ("LS", ls)) if r.empty]
     if missing:
-        return Evidence(4, None, [], [], "BS vs LS",
+        return Evidence("4", None, [], [], "BS vs LS",
                         problems=[f"no {' or '.join(missing)} runs at the compare point"])
     main = paired(f"BS(a={cfg.bs_a:g}) − LS(ε={cfg.ls_eps:g})", _by_seed(bs), _by_seed(ls), cfg)
     vs_sd = paired(f"BS − SD(gen {cfg.sd_gen})", _by_seed(bs), _by_seed(sd), cfg)
     notes = [describe(main), f"descriptive, not in the verdict: {describe(vs_sd)}"]
     summary = f"BS − LS {main.value:+.2f} pp ({main.positive}/{main.n} seeds)"
-    return Evidence(4, main, [main], notes, summary, equivalent=[main])
+    return Evidence("4", main, [main], notes, summary, equivalent=[main])
 
 
 def claim_5(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
@@ -426,7 +569,7 @@ def claim_5(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
     else:
         fixed = ("supported", f"all {len(runs)} E3 runs (5 methods × seeds) report finite "
                  "accuracy, NLL and ECE")
-    ev = Evidence(5, None, [], [], "accuracy, NLL, ECE reported", fixed=fixed)
+    ev = Evidence("5", None, [], [], "accuracy, NLL, ECE reported", fixed=fixed)
     ev.value = float(finite.mean()) if len(runs) else math.nan
     ev.n = int(runs.groupby("method")["seed"].nunique().min()) if len(runs) else None
     return ev
@@ -434,38 +577,69 @@ def claim_5(test: pd.DataFrame, cfg: CheckConfig) -> Evidence:
 
 # --------------------------------------------------------------------------- verdicts
 
+def _testable(ev: Evidence) -> bool:
+    return not (ev.fixed or ev.problems or not ev.deciding
+                or not all(s.usable for s in ev.deciding))
+
+
+def _below(ev: Evidence) -> list[Stat]:
+    return [s for s in ev.candidates if s.usable and s.high < 0]
+
+
 def claim_p(ev: Evidence) -> float:
-    """The p-value entering Holm: NaN if the claim cannot be tested; else the smallest p
-    of the intervals below 0 if any, otherwise the largest p of the deciding tests."""
-    if ev.fixed or ev.problems or not ev.deciding or not all(s.usable for s in ev.deciding):
+    """The p-value entering Holm: NaN if the claim cannot be tested; with a candidate
+    interval below 0, k·(smallest p among those), capped at 1 (Bonferroni over the k
+    candidate tests, Holm's first step); otherwise the largest p of the deciding tests."""
+    if not _testable(ev):
         return math.nan
-    below = [s.p for s in ev.deciding + ev.contra if s.usable and s.high < 0]
-    return min(below) if below else max(s.p for s in ev.deciding)
+    below = _below(ev)
+    if below:
+        return min(1.0, len(ev.candidates) * min(s.p for s in below))
+    return max(s.p for s in ev.deciding)
 
 
-def decide(ev: Evidence, p_holm: float, cfg: CheckConfig) -> tuple[str, str]:
-    """(verdict, reason), methods §6 rules in order: untestable, contradicted, supported,
-    no effect, inconclusive."""
-    if ev.fixed:
-        return ev.fixed
+def equivalence_p(ev: Evidence, cfg: CheckConfig) -> float:
+    """The claim's TOST p: the largest over its equivalence statistics (all must pass)."""
+    if not _testable(ev) or not ev.equivalent:
+        return math.nan
+    return max(tost_p(s, cfg.margin_pp) for s in ev.equivalent)
+
+
+def _rule(ev: Evidence, p_holm: float, p_tost: float, cfg: CheckConfig) -> tuple[str, str]:
     unusable = [describe(s) for s in ev.deciding if not s.usable]
     if ev.problems or unusable or not ev.deciding:
         return "inconclusive", "; ".join(ev.problems or unusable or ["nothing to test"])
     significant = p_holm < cfg.alpha
-    below = [s.name for s in ev.deciding + ev.contra if s.usable and s.high < 0]
+    below = [s.name for s in _below(ev)]
+    k = len(ev.candidates)
     p_text = f"Holm p = {p_holm:.2g}"
-    m = cfg.margin_pp
-    within = bool(ev.equivalent) and all(-m <= s.low and s.high <= m for s in ev.equivalent)
+    m, level = cfg.margin_pp, 100 * (1 - 2 * cfg.alpha)
+    within = np.isfinite(p_tost) and p_tost < cfg.alpha
     if below and significant:
-        return "contradicted", f"{' and '.join(below)} below 0 ({p_text})"
+        corrected = f"{k} candidate tests, p × {k}, " if k > 1 else ""
+        return "contradicted", f"{' and '.join(below)} below 0 ({corrected}{p_text})"
     if all(s.low > 0 for s in ev.deciding) and significant:
-        small = f"; the gain is within ±{m:g} pp" if within else ""
+        small = f"; the gain is within ±{m:g} pp (TOST p = {p_tost:.2g})" if within else ""
         return "supported", f"every deciding interval above 0 ({p_text}){small}"
     if within:
-        return "no effect", f"interval within ±{m:g} pp (equivalence at {cfg.confidence:g})"
+        return "no effect", (f"TOST p = {p_tost:.2g} < {cfg.alpha:.2g}: the {level:g} % "
+                             f"interval lies within ±{m:g} pp")
     if below or all(s.low > 0 for s in ev.deciding):
         return "inconclusive", f"interval excludes 0 but {p_text} ≥ {cfg.alpha:.2g}"
     return "inconclusive", "an interval includes 0 and is not within the margin"
+
+
+def decide(ev: Evidence, p_holm: float, cfg: CheckConfig,
+           p_tost: float = math.nan) -> tuple[str, str]:
+    """(verdict, reason), methods §6 rules in order: fixed, untestable, contradicted,
+    supported, no effect, inconclusive; a gate (claim 2 without a gain) overrides the
+    verdict with ``inconclusive`` and keeps what the rule found in the reason."""
+    if ev.fixed:
+        return ev.fixed
+    verdict, reason = _rule(ev, p_holm, p_tost, cfg)
+    if ev.gate:
+        return "inconclusive", f"{ev.gate} (the growth test alone: {verdict}, {reason})"
+    return verdict, reason
 
 
 def _detail(reason: str, notes: Sequence[str]) -> str:
@@ -473,45 +647,98 @@ def _detail(reason: str, notes: Sequence[str]) -> str:
     return "; ".join([reason, *(n for n in notes if n not in reason)])
 
 
-def _row(ev: Evidence, verdict: str, reason: str, p: float, p_holm: float) -> dict[str, Any]:
+def _row(ev: Evidence, verdict: str, reason: str, p: float, p_holm: float, p_tost: float,
+         size_alpha: float, cfg: CheckConfig) -> dict[str, Any]:
     s = ev.main
     value = s.value if s is not None else ev.value
+    size = mde(s.sd, s.n, size_alpha, cfg.power) if s is not None else math.nan
     return {"claim": ev.claim, "verdict": verdict, "value": value,
             "low": s.low if s else math.nan, "high": s.high if s else math.nan,
             "n_seeds": s.n if s else ev.n, "detail": _detail(reason, ev.notes),
-            "p_value": p, "p_holm": p_holm, "mde": s.mde if s else math.nan,
+            "p_value": p, "p_holm": p_holm, "mde": size,
             "sign_count": s.positive if s else None, "unit": s.unit if s else "share of runs",
             "statistic": s.name if s else "E3 runs with finite accuracy, NLL and ECE",
-            "summary": f"{ev.summary}, {verdict}", "claim_text": CLAIM_TEXT[ev.claim]}
+            "summary": f"{ev.summary}, {verdict}", "claim_text": CLAIM_TEXT[ev.claim],
+            "p_tost": p_tost, "mde_alpha": size_alpha if s is not None else math.nan,
+            "mde_power": cfg.power if s is not None else math.nan,
+            "verdict_last": "", "value_last": math.nan}
 
 
-def _pair_rows(m: pd.DataFrame, cfg: CheckConfig) -> list[dict[str, Any]]:
+def _evidence(m: pd.DataFrame, cfg: CheckConfig,
+              matched: pd.DataFrame | None) -> list[Evidence]:
     test = m[m["split"] == "test"]
-    evidence = [claim_1(test, cfg), claim_2(m, cfg), claim_3(m, cfg), claim_4(test, cfg),
-                claim_5(test, cfg)]
-    p = [claim_p(ev) for ev in evidence]
+    return [claim_1a(test, cfg), claim_1b(test, cfg), claim_2(m, cfg),
+            claim_3(m, cfg, matched), claim_4(test, cfg), claim_5(test, cfg)]
+
+
+def _pair_rows(m: pd.DataFrame, cfg: CheckConfig,
+               matched: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Claims of one dataset × arch: Holm over the p-values of 1a-4, the MDE at Holm's
+    strictest level α/m, then the verdicts (claim 2 gated on 1a/1b's)."""
+    evidence = _evidence(m, cfg, matched)
+    p = [claim_p(ev) if ev.claim in HOLM_CLAIMS else math.nan for ev in evidence]
     adjusted = holm(p)
-    return [_row(ev, *decide(ev, float(q), cfg), pi, float(q))
-            for ev, pi, q in zip(evidence, p, adjusted, strict=True)]
+    tost = [equivalence_p(ev, cfg) for ev in evidence]
+    tested = int(np.isfinite(p).sum())
+    verdicts: dict[str, tuple[str, str]] = {}
+    for ev, q, t in zip(evidence, adjusted, tost, strict=True):
+        if ev.claim == "2" and not any(verdicts[c][0] == "supported" for c in ("1a", "1b")):
+            ev.gate = f"{NO_GAIN}: neither claim 1a nor claim 1b is supported"
+        verdicts[ev.claim] = decide(ev, float(q), cfg, t)
+    rows = []
+    for ev, pi, q, t in zip(evidence, p, adjusted, tost, strict=True):
+        m_c = tested + (0 if np.isfinite(pi) else 1)  # untested: as if it entered Holm
+        rows.append(_row(ev, *verdicts[ev.claim], pi, float(q), t, cfg.alpha / m_c, cfg))
+    return rows
 
 
-def evaluate(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per dataset × arch × methods §1 claim (methods §6), columns ``CLAIM_COLUMNS``.
-
-    ``metrics`` has the ``results/metrics.csv`` columns (methods §7); ``compare`` is the
-    config's ``compare`` block (comparison points and test settings, see the module doc).
-    """
-    cfg = CheckConfig.from_compare(compare)
+def _check_metrics(metrics: pd.DataFrame, what: str) -> None:
     missing = [c for c in METRIC_COLUMNS if c not in metrics.columns]
     if missing:
-        raise ValueError(f"metrics: missing columns {missing}; pass results/metrics.csv "
+        raise ValueError(f"{what}: missing columns {missing}; pass results/{what}.csv "
                          "(methods §7 tidy table)")
+
+
+def _table(metrics: pd.DataFrame, cfg: CheckConfig,
+           matched: pd.DataFrame | None) -> pd.DataFrame:
     rows = []
     for dataset, arch in pairs(metrics):
-        for row in _pair_rows(one_pair(metrics, dataset, arch), cfg):
+        here = None if matched is None else one_pair(matched, dataset, arch)
+        for row in _pair_rows(one_pair(metrics, dataset, arch), cfg, here):
             rows.append({"dataset": dataset, "arch": arch, **row})
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    return table.astype({"claim": int, "n_seeds": "Int64", "sign_count": "Int64"})
+    return table.astype({"claim": str, "n_seeds": "Int64", "sign_count": "Int64"})
+
+
+def evaluate(metrics: pd.DataFrame, compare: Mapping[str, Any],
+             matched: pd.DataFrame | None = None,
+             metrics_last: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per dataset × arch × methods §1 claim (methods §6), columns ``CLAIM_COLUMNS``,
+    ``claim`` one of ``CLAIMS``.
+
+    ``metrics`` has the ``results/metrics.csv`` columns (methods §7, best-validation
+    checkpoints); ``compare`` is the config's ``compare`` block. ``matched`` (optional):
+    results/matched/matched.csv, one row per dataset × arch × method (``ls``/``er``) with
+    ``param`` the matched strength; claim 3 then compares SD with those runs (ordinary rows
+    of ``metrics``) instead of the nearest sweep point. ``metrics_last`` (optional):
+    results/metrics_last.csv; the same rules on the last epoch's weights fill
+    ``verdict_last`` and ``value_last`` (empty and NaN without it).
+    """
+    cfg = CheckConfig.from_compare(compare)
+    _check_metrics(metrics, "metrics")
+    if matched is not None:
+        missing = [c for c in MATCHED_KEYS if c not in matched.columns]
+        if missing:
+            raise ValueError(f"matched: missing columns {missing}; pass "
+                             "results/matched/matched.csv (written by the matching rounds)")
+    table = _table(metrics, cfg, matched)
+    if metrics_last is not None:
+        _check_metrics(metrics_last, "metrics_last")
+        last = _table(metrics_last, cfg, matched).set_index(["dataset", "arch", "claim"])
+        key = pd.MultiIndex.from_frame(table[["dataset", "arch", "claim"]])
+        table["verdict_last"] = last["verdict"].reindex(key).fillna("").to_numpy()
+        table["value_last"] = last["value"].reindex(key).to_numpy(float)
+    return table
 
 
 # --------------------------------------------------------------------------- rendering
@@ -526,13 +753,19 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def _value_cell(r: Any) -> str:
-    if r.claim == 5:
+    if r.claim == "5":
         return "–" if not np.isfinite(r.value) else f"{100 * r.value:.0f} % of runs"
     return "–" if not np.isfinite(r.value) else f"{r.value:+.3f} {r.unit}"
 
 
 def _interval_cell(r: Any) -> str:
     return "–" if not np.isfinite(r.low) else f"[{r.low:+.3f}, {r.high:+.3f}]"
+
+
+def _mde_cell(r: Any) -> str:
+    if not np.isfinite(r.mde):
+        return "–"
+    return f"{r.mde:.3g} {r.unit} (α = {r.mde_alpha:.2g}, power {100 * r.mde_power:g} %)"
 
 
 def _summary_lines(table: pd.DataFrame) -> str:
@@ -545,58 +778,91 @@ def _summary_lines(table: pd.DataFrame) -> str:
 def _mde_lines(table: pd.DataFrame, margin: float) -> str:
     lines = []
     for (dataset, arch), rows in table.groupby(["dataset", "arch"], sort=True):
-        parts = [f"claim {r.claim} {r.mde:.3g} {r.unit} ({r.n_seeds} seeds"
-                 + (", above the margin)" if r.unit == PP and r.mde > margin else ")")
+        parts = [f"claim {r.claim} {r.mde:.3g} {r.unit} at α = {r.mde_alpha:.2g} "
+                 f"({r.n_seeds} seeds" + (", above the margin)" if r.unit == PP
+                                          and r.mde > margin else ")")
                  for r in rows.itertuples() if np.isfinite(r.mde)]
         lines.append(f"- {dataset} / {arch}: " + ("; ".join(parts) or "no statistic to size"))
     return "\n".join(lines)
 
 
 def _notes(cfg: CheckConfig, table: pd.DataFrame) -> str:
-    c, m = f"{100 * cfg.confidence:g} %", cfg.margin_pp
+    c, m, a = f"{100 * cfg.confidence:g} %", cfg.margin_pp, cfg.alpha
+    eq = f"{100 * (1 - 2 * a):g} %"
     why = MARGIN_REASON if m < 0.6 else "NOT below the smallest published SD gain (+0.6 pp)"
     return f"""## How to read the verdicts (methods §6)
 
 - **supported**: every deciding {c} interval lies above 0 and the claim's Holm-adjusted
-  p < {cfg.alpha:.2g}. **contradicted**: an interval lies entirely below 0 (the data go the
-  other way) with Holm p < {cfg.alpha:.2g}. **no effect** (claims 1, 3, 4, in pp): the whole
-  {c} interval lies within ±{m:g} pp, an equivalence test. **inconclusive**: anything else,
-  and always with fewer than {MIN_SEEDS} paired seeds or zero spread of a per-seed statistic.
+  p < {a:.2g}, the claim's p being the largest of its deciding tests (all must hold).
+  **contradicted**: a candidate test lies below 0 and k·p (k = the claim's candidate
+  tests: 1 for 1a and 4, 2 for 1b and 3, 3 for 2) is below {a:.2g} after Holm.
+  **no effect** (claims 1a, 1b, 3, 4, in pp): two one-sided t tests (TOST) at
+  α = {a:.2g} each reject |mean| ≥ {m:g} pp, i.e. the {eq} interval lies within ±{m:g} pp
+  (TOST p in the table; not adjusted across claims). **inconclusive**: anything else, and
+  always with fewer than {MIN_SEEDS} paired seeds or zero spread of a per-seed statistic.
 - **Statistics**: per-seed paired differences of test accuracy (pp) and per-seed
-  least-squares slopes over generations 0..G (generation 0 = CE), each with its mean, a
-  Student-t interval with n − 1 df and the count of seeds with a positive value. Claim 1
-  needs both gen G − CE and the accuracy slope above 0; SD generation {cfg.sd_gen} significantly
-  below CE contradicts it. Claim 2 needs the test-entropy slope and the train-split diversity
-  slope above 0. Claim 5 is a reporting check (no test).
+  least-squares slopes, each with its mean, a Student-t interval with n − 1 df and the count
+  of seeds with a positive value. Claim 1a: SD generation 1 − CE. Claim 1b: SD generation
+  G − generation 1 and, with G ≥ 3, the accuracy slope over generations 1..G. Claim 2: the
+  test-entropy slope over 0..G, the train-split teacher-diversity slope over the teaching
+  generations 0..G−1 and the per-seed slope of each student's accuracy on its teacher's
+  diversity (pp/nat), all above 0; *inconclusive* ("{NO_GAIN}") whenever neither 1a nor 1b
+  is supported. Claim 5 is a reporting check (no test).
 - **Margin** ±{m:g} pp (`compare.margin_pp`): {why}.
-- **Claim 3** compares SD generation {cfg.sd_gen} with the LS/ER settings closest in seed-mean
-  *validation* entropy (test accuracy plays no part in the pick). It is inconclusive when
-  the sweep does not bracket SD's validation entropy or the closest setting is more than
-  {cfg.entropy_tolerance:g} nats away (`compare.entropy_tolerance`).
-- **Multiplicity**: Holm's step-down adjustment over claims 1-4 of each dataset × arch;
-  a claim decided by two tests enters with the larger p (with the smaller p of intervals
-  below 0 when it is contradicted).
-- **Minimal detectable effect** (MDE) at {100 * cfg.power:g} % power and {c} confidence,
-  (t_(1−α/2, n−1) + t_(power, n−1)) · s / √n: the smallest true effect these seeds would
-  find with that probability. An MDE above the margin means "no effect" could not be shown
-  for an effect of the margin's size. This run could detect:
+- **Claim 3** compares SD generation {cfg.sd_gen} with the LS and ER runs at SD's seed-mean
+  *validation* entropy (test accuracy plays no part in the pick): the matched strengths
+  trained after the sweep (results/matched/matched.csv) where they exist, else the closest
+  sweep point. It is inconclusive when no strength brackets SD's validation entropy or the
+  run used is more than {cfg.entropy_tolerance:g} nats away (`compare.entropy_tolerance`).
+- **Multiplicity**: Holm's step-down adjustment over claims 1a-4 of each dataset × arch.
+- **Minimal detectable effect** (MDE): the true mean that the two-sided t test at Holm's
+  strictest level α/m (m = the claims that enter Holm here) finds in its direction with
+  {100 * cfg.power:g} % power, solved with the noncentral t distribution and scaled by the
+  sample sd of the per-seed statistic. A claim that needs several tests at once has at most
+  this power. An MDE above the margin means "no effect" could not be shown for an effect of
+  the margin's size. This run could detect:
 
 {_mde_lines(table, m)}
 """
 
 
-def _markdown(table: pd.DataFrame, cfg: CheckConfig) -> str:
+def _best_last_section(best_last: pd.DataFrame | None, cfg: CheckConfig) -> str:
+    if best_last is None:
+        return ""
+    if best_last.empty:
+        return "## Best vs last epoch\n\nNo network has both a best and a last-epoch row.\n\n"
+    rows = [[r.dataset, r.arch, r.label, str(r.n_seeds), _num(r.accuracy_pct_best, ".2f"),
+             _num(r.accuracy_pct_last, ".2f"),
+             f"{r.accuracy_pp_last_minus_best:+.2f}" + (
+                 f" [{r.accuracy_pp_low:+.2f}, {r.accuracy_pp_high:+.2f}]"
+                 if np.isfinite(r.accuracy_pp_low) else ""),
+             _num(r.nll_last_minus_best, "+.3f"), _num(r.ece_pp_last_minus_best, "+.2f")]
+            for r in best_last.itertuples()]
+    header = ["dataset", "arch", "method", "seeds", "acc. best (%)", "acc. last (%)",
+              f"last − best (pp, {100 * cfg.confidence:g} % interval)", "NLL last − best",
+              "ECE last − best (pp)"]
+    return ("## Best vs last epoch\n\nTest split, E3 methods: the best-validation checkpoint "
+            "(results/metrics.csv, what the verdicts use) against the last epoch's weights "
+            "(results/metrics_last.csv), paired per seed. The table's *last epoch* verdict "
+            "applies the same rules to the last epoch's weights.\n\n"
+            + markdown_table(header, rows, 3) + "\n")
+
+
+def _markdown(table: pd.DataFrame, cfg: CheckConfig,
+              best_last: pd.DataFrame | None = None) -> str:
+    with_last = best_last is not None
     rows = [[r.dataset, r.arch, f"{r.claim}. {r.claim_text}", f"**{r.verdict}**",
-             _value_cell(r), _interval_cell(r), _num(r.p_holm, ".2g"),
-             "–" if not np.isfinite(r.mde) else f"{r.mde:.3g} {r.unit}",
-             _num(r.n_seeds, "d")] for r in table.itertuples()]
+             *([r.verdict_last or "–"] if with_last else []),
+             _value_cell(r), _interval_cell(r), _num(r.p_holm, ".2g"), _num(r.p_tost, ".2g"),
+             _mde_cell(r), _num(r.n_seeds, "d")] for r in table.itertuples()]
     details = "\n".join(f"- {r.dataset} / {r.arch}, claim {r.claim} ({r.verdict}): {r.detail}"
                         for r in table.itertuples())
-    header = ["dataset", "arch", "claim", "verdict", "value", f"{100 * cfg.confidence:g} % interval",
-              "Holm p", "MDE", "seeds"]
+    header = ["dataset", "arch", "claim", "verdict", *(["last epoch"] if with_last else []),
+              "value", f"{100 * cfg.confidence:g} % interval", "Holm p", "TOST p", "MDE",
+              "seeds"]
     return ("# Claims check (methods §6)\n\n" + _summary_lines(table) + "\n\n"
-            + markdown_table(header, rows, 4) + "\n## Details\n\n" + details + "\n\n"
-            + _notes(cfg, table))
+            + markdown_table(header, rows, 4) + "\n" + _best_last_section(best_last, cfg)
+            + "## Details\n\n" + details + "\n\n" + _notes(cfg, table))
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -607,14 +873,29 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _given(path: str | Path | None) -> Path | None:
+    """An optional input: None when not given or the file does not exist."""
+    return None if path is None or not Path(path).is_file() else Path(path)
+
+
 def render_claims(metrics_path: str | Path, md_out: str | Path, csv_out: str | Path,
-                  sidecar: str | Path, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """Write ``claims.csv``, ``claims.md`` and the sidecar from :func:`evaluate` (methods §6)."""
+                  sidecar: str | Path, compare: Mapping[str, Any],
+                  matched_path: str | Path | None = None,
+                  metrics_last_path: str | Path | None = None) -> pd.DataFrame:
+    """Write ``claims.csv``, ``claims.md`` and the sidecar from :func:`evaluate` (methods §6).
+
+    ``matched_path`` (results/matched/matched.csv) and ``metrics_last_path``
+    (results/metrics_last.csv) are optional: None or a missing file means not given.
+    """
     started = time.perf_counter()
-    table = evaluate(read_metrics(metrics_path), compare)
+    matched, last = _given(matched_path), _given(metrics_last_path)
+    metrics = read_metrics(metrics_path)
+    last_df = read_metrics(last) if last else None
+    table = evaluate(metrics, compare, read_matched(matched) if matched else None, last_df)
+    best_last = best_vs_last(metrics, last_df, compare) if last_df is not None else None
     write_csv(csv_out, _records(table), CLAIM_COLUMNS)
-    write_text(md_out, _markdown(table, CheckConfig.from_compare(compare)))
-    write_sidecar(sidecar, [metrics_path], {"compare": dict(compare)}, started,
-                  [md_out, csv_out])
+    write_text(md_out, _markdown(table, CheckConfig.from_compare(compare), best_last))
+    inputs = [metrics_path, *(p for p in (last, matched) if p)]
+    write_sidecar(sidecar, inputs, {"compare": dict(compare)}, started, [md_out, csv_out])
     log.info("claims: %s", table["verdict"].value_counts().to_dict())
     return table

@@ -5,9 +5,11 @@ only, so tables re-render without retraining. Shared selection helpers (the SD c
 CE as generation 0, the E3 comparison points) live here and are reused by
 :mod:`selfdistill.plots` and :mod:`selfdistill.claims`.
 
-Units in written tables: accuracy and ECE in percent (columns named ``*_pct_*``), NLL,
-entropy and confidence diversity in nats. Spread is the sample standard deviation
-(ddof = 1) over seeds; with one seed it is undefined and shown as the mean alone.
+Units in written tables: accuracy and ECE in percent (columns named ``*_pct_*``) or
+percentage points for differences (``*_pp_*``), NLL, entropy and confidence diversity in
+nats. Spread is the sample standard deviation (ddof = 1) over seeds; with one seed it is
+undefined and shown as the mean alone. Intervals are Student-t intervals of the seed mean
+(n − 1 df) at ``compare.confidence`` (0.95 when not given).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .grid import parse_param
 from .io import write_csv, write_json, write_text
@@ -28,9 +31,10 @@ from .methods import METHODS as _REGISTRY
 from .methods import SWEPT
 from .provenance import provenance
 
-__all__ = ["METHODS", "METHOD_NAMES", "PARAM_SYMBOLS", "compare_runs", "matched_entropy", "method_label",
-           "methods_table", "pairs", "read_metrics", "read_reliability", "sd_chain",
-           "seed_stats", "write_matched_entropy", "write_methods", "write_sidecar"]
+__all__ = ["MATCHED_KEYS", "METHODS", "METHOD_NAMES", "PARAM_SYMBOLS", "best_vs_last",
+           "compare_runs", "matched_entropy", "method_label", "methods_table", "pairs",
+           "read_matched", "read_metrics", "read_reliability", "sd_chain", "seed_stats",
+           "t_interval", "write_matched_entropy", "write_methods", "write_sidecar"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ RUN_KEYS = ["dataset", "arch", "method", "param", "seed", "gen"]
 METRIC_KEYS = ["accuracy", "nll", "ece", "entropy", "cd_entropy_max", "cd_entropy_true",
                "cd_std_max", "cd_std_true"]
 RELIABILITY_KEYS = ["bin", "lower", "upper", "confidence", "accuracy", "count"]
+# results/matched/matched.csv (methods §5 E2, §6 claim 3): one row per dataset × arch ×
+# matched method, ``param`` the matched strength (empty when none brackets SD's entropy).
+MATCHED_KEYS = ["dataset", "arch", "method", "param", "target_entropy", "val_entropy", "gap"]
+DEFAULT_CONFIDENCE = 0.95
 
 
 # --------------------------------------------------------------------------- reading
@@ -61,6 +69,19 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     """``results/metrics.csv`` (methods §7); ``param`` stays a string, empty for ce and sd."""
     df = _read_tidy(path, RUN_KEYS + ["split"] + METRIC_KEYS)
     df[METRIC_KEYS] = df[METRIC_KEYS].astype(float)
+    return df
+
+
+def read_matched(path: str | Path) -> pd.DataFrame:
+    """``results/matched/matched.csv``: ``param`` a string, the entropies and gap floats
+    (NaN where not measured yet)."""
+    df = pd.read_csv(path, keep_default_na=False, dtype={"param": str})
+    missing = [c for c in MATCHED_KEYS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected the matching rounds' "
+                         f"table with columns {MATCHED_KEYS} (rerun the matching rules)")
+    for col in ("target_entropy", "val_entropy", "gap"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
 
@@ -135,6 +156,19 @@ def seed_stats(df: pd.DataFrame, by: Sequence[str], columns: Sequence[str]) -> p
     return out.reset_index()
 
 
+def t_interval(mean: pd.Series | np.ndarray, std: pd.Series | np.ndarray,
+               n: pd.Series | np.ndarray,
+               confidence: float = DEFAULT_CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t interval of a seed mean, mean ± t_{(1+confidence)/2, n−1}·std/√n
+    (NaN with one seed)."""
+    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = np.where(n >= 2, stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+                        * std / np.sqrt(n), np.nan)
+    return mean - half, mean + half
+
+
 # --------------------------------------------------------------------------- E2 matched entropy
 
 _E2_MATCHED = ("ls", "er")  # methods §5 E2: the uncertainty-only baselines matched to SD
@@ -142,52 +176,81 @@ _E2_COLUMNS = ("entropy", "accuracy", "cd_entropy_max")
 _E2_OUT = {"entropy": "entropy", "accuracy": "accuracy_pct", "cd_entropy_max": "diversity"}
 
 
-def _setting_stats(test: pd.DataFrame, method: str) -> pd.DataFrame:
-    runs = test[test["method"] == method].assign(accuracy=lambda d: 100 * d["accuracy"])
-    return seed_stats(runs, ["param", "gen"], _E2_COLUMNS)
+def _setting_stats(runs: pd.DataFrame, method: str) -> pd.DataFrame:
+    """Per (param, gen) of ``method``: test entropy, accuracy (%) and diversity, and the
+    validation entropy (``val_entropy_*``) that the match is made on."""
+    own = runs[runs["method"] == method]
+    test = own[own["split"] == "test"].assign(accuracy=lambda d: 100 * d["accuracy"])
+    out = seed_stats(test, ["param", "gen"], _E2_COLUMNS)
+    val = seed_stats(own[own["split"] == "val"], ["param", "gen"], ["entropy"])
+    val = val.rename(columns={"entropy_mean": "val_entropy_mean",
+                              "entropy_std": "val_entropy_std"}).drop(columns="n_seeds")
+    return out.merge(val, on=["param", "gen"], how="left")
 
 
-def _match_row(prefix: str, target: float, settings: pd.DataFrame) -> dict[str, Any]:
-    """The setting whose seed-mean entropy is closest to ``target`` (ties: smaller param)."""
+def _match_row(prefix: str, target: float, settings: pd.DataFrame,
+               matched: str | None) -> dict[str, Any]:
+    """The setting whose seed-mean validation entropy is closest to ``target`` (ties:
+    smaller param); ``<prefix>_matched`` marks the matched-entropy strength ``matched``."""
     row: dict[str, Any] = {f"{prefix}_param": ""}
     for col in _E2_COLUMNS:
         row[f"{prefix}_{_E2_OUT[col]}_mean"] = math.nan
         row[f"{prefix}_{_E2_OUT[col]}_std"] = math.nan
-    row[f"{prefix}_entropy_gap"] = math.nan
+    row |= {f"{prefix}_val_entropy_mean": math.nan, f"{prefix}_val_entropy_std": math.nan,
+            f"{prefix}_entropy_gap": math.nan, f"{prefix}_matched": False}
     if settings.empty:
         return row
-    order = settings.assign(gap=(settings["entropy_mean"] - target).abs(),
+    order = settings.assign(gap=(settings["val_entropy_mean"] - target).abs(),
                             p=settings["param"].astype(float)).sort_values(["gap", "p"])
     best = order.iloc[0]
     row[f"{prefix}_param"] = best["param"]
     for col in _E2_COLUMNS:
         row[f"{prefix}_{_E2_OUT[col]}_mean"] = float(best[f"{col}_mean"])
         row[f"{prefix}_{_E2_OUT[col]}_std"] = float(best[f"{col}_std"])
-    row[f"{prefix}_entropy_gap"] = float(best["entropy_mean"] - target)
+    row[f"{prefix}_val_entropy_mean"] = float(best["val_entropy_mean"])
+    row[f"{prefix}_val_entropy_std"] = float(best["val_entropy_std"])
+    row[f"{prefix}_entropy_gap"] = float(best["val_entropy_mean"] - target)
+    row[f"{prefix}_matched"] = bool(
+        matched is not None and parse_param(matched) is not None
+        and math.isclose(float(best["p"]), float(parse_param(matched))))
     return row
 
 
-def matched_entropy(metrics: pd.DataFrame) -> pd.DataFrame:
+def _matched_params(matched: pd.DataFrame | None, dataset: str, arch: str) -> dict[str, str]:
+    if matched is None:
+        return {}
+    here = one_pair(matched, dataset, arch)
+    return {str(m): str(p) for m, p in zip(here["method"], here["param"], strict=True)
+            if str(p).strip()}
+
+
+def matched_entropy(metrics: pd.DataFrame, matched: pd.DataFrame | None = None) -> pd.DataFrame:
     """methods §5 E2: per SD generation g ≥ 1, the LS and ER settings closest in entropy.
 
-    Closeness is |seed-mean test entropy of the setting − seed-mean test entropy of SD
-    generation g|; accuracy in percent, diversity = test ``cd_entropy_max`` (nats).
-    ``*_entropy_gap`` = matched setting's entropy − SD's (nats).
+    Closeness is |seed-mean VALIDATION entropy of the setting − that of SD generation g|,
+    as in claim 3 (methods §6), so the pick never looks at the test split; the values shown
+    are test-split: entropy, accuracy in percent, diversity = ``cd_entropy_max`` (nats),
+    beside ``*_val_entropy_*``. ``*_entropy_gap`` = matched setting's validation entropy −
+    SD's (nats). ``*_matched`` is true where the setting is the matched-entropy strength of
+    ``matched`` (results/matched/matched.csv, optional).
     """
-    test = metrics[metrics["split"] == "test"]
     rows = []
-    for dataset, arch in pairs(test):
-        runs = one_pair(test, dataset, arch)
+    for dataset, arch in pairs(metrics):
+        runs = one_pair(metrics, dataset, arch)
         sd = _setting_stats(runs, "sd")
-        matched = {m: _setting_stats(runs, m) for m in _E2_MATCHED}
+        settings = {m: _setting_stats(runs, m) for m in _E2_MATCHED}
+        chosen = _matched_params(matched, dataset, arch)
         for _, s in sd[sd["gen"] >= 1].sort_values("gen").iterrows():
             row: dict[str, Any] = {"dataset": dataset, "arch": arch, "sd_gen": int(s["gen"]),
                                    "n_seeds": int(s["n_seeds"])}
             for col in _E2_COLUMNS:
                 row[f"sd_{_E2_OUT[col]}_mean"] = float(s[f"{col}_mean"])
                 row[f"sd_{_E2_OUT[col]}_std"] = float(s[f"{col}_std"])
-            for method, settings in matched.items():
-                row |= _match_row(method, float(s["entropy_mean"]), settings)
+            row["sd_val_entropy_mean"] = float(s["val_entropy_mean"])
+            row["sd_val_entropy_std"] = float(s["val_entropy_std"])
+            for method, table in settings.items():
+                row |= _match_row(method, float(s["val_entropy_mean"]), table,
+                                  chosen.get(method))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -196,26 +259,81 @@ def matched_entropy(metrics: pd.DataFrame) -> pd.DataFrame:
 
 _E3_METRICS = {"accuracy": ("accuracy_pct", 100.0, "max"), "nll": ("nll", 1.0, "min"),
                "ece": ("ece_pct", 100.0, "min")}
+_E3_KEYS = ["dataset", "arch", "method", "param", "gen"]
 
 
-def methods_table(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
-    """methods §5 E3: test accuracy (%), NLL (nats), ECE (%) per method, mean ± std over seeds.
+def _confidence(compare: Mapping[str, Any]) -> float:
+    return float(compare.get("confidence", DEFAULT_CONFIDENCE))
+
+
+def _e3_order(table: pd.DataFrame) -> pd.DataFrame:
+    table = table.assign(order=table["method"].map(METHODS.index))
+    table = table.sort_values(["dataset", "arch", "order"]).drop(columns="order")
+    table.insert(3, "label", [method_label(m, p, g) for m, p, g in
+                              zip(table["method"], table["param"], table["gen"], strict=True)])
+    return table.reset_index(drop=True)
+
+
+def best_vs_last(metrics: pd.DataFrame, metrics_last: pd.DataFrame,
+                 compare: Mapping[str, Any]) -> pd.DataFrame:
+    """methods §5 E3 points, best-validation checkpoint (``metrics``) against the last
+    epoch's weights (``metrics_last``, same columns), test split, paired per seed.
+
+    Columns: the E3 keys and ``label``, ``n_seeds`` (seeds in both), ``accuracy_pct_best``
+    and ``accuracy_pct_last`` (seed means, %), ``accuracy_pp_last_minus_best`` (mean of the
+    per-seed differences, pp) with its Student-t interval ``accuracy_pp_low`` /
+    ``accuracy_pp_high`` at ``compare.confidence``, ``nll_last_minus_best`` (nats) and
+    ``ece_pp_last_minus_best`` (pp), means of per-seed differences.
+    """
+    keys = [*_E3_KEYS, "seed"]
+    cols = ["accuracy", "nll", "ece"]
+    pick = [compare_runs(m[m["split"] == "test"], compare)[keys + cols]
+            for m in (metrics, metrics_last)]
+    both = pick[0].merge(pick[1], on=keys, suffixes=("_best", "_last"))
+    diff = both.assign(
+        accuracy_pct_best=100 * both["accuracy_best"], accuracy_pct_last=100 * both["accuracy_last"],
+        accuracy_pp=100 * (both["accuracy_last"] - both["accuracy_best"]),
+        nll_last_minus_best=both["nll_last"] - both["nll_best"],
+        ece_pp_last_minus_best=100 * (both["ece_last"] - both["ece_best"]))
+    g = diff.groupby(_E3_KEYS, sort=True, dropna=False)
+    out = g[["accuracy_pct_best", "accuracy_pct_last", "nll_last_minus_best",
+             "ece_pp_last_minus_best"]].mean()
+    out["accuracy_pp_last_minus_best"] = g["accuracy_pp"].mean()
+    spread = g["accuracy_pp"].std(ddof=1)
+    out["n_seeds"] = g["seed"].nunique()
+    out["accuracy_pp_low"], out["accuracy_pp_high"] = t_interval(
+        out["accuracy_pp_last_minus_best"], spread, out["n_seeds"], _confidence(compare))
+    order = ["n_seeds", "accuracy_pct_best", "accuracy_pct_last", "accuracy_pp_last_minus_best",
+             "accuracy_pp_low", "accuracy_pp_high", "nll_last_minus_best",
+             "ece_pp_last_minus_best"]
+    return _e3_order(out[order].reset_index())
+
+
+def methods_table(metrics: pd.DataFrame, compare: Mapping[str, Any],
+                  metrics_last: pd.DataFrame | None = None) -> pd.DataFrame:
+    """methods §5 E3: test accuracy (%), NLL (nats), ECE (%) per method, mean ± std over
+    seeds and the Student-t interval of the mean (``<metric>_low`` / ``<metric>_high``) at
+    ``compare.confidence`` (0.95 when absent).
 
     ``best_<metric>`` marks the best seed-mean within each dataset × arch (highest
-    accuracy, lowest NLL and ECE; exact ties are all marked).
+    accuracy, lowest NLL and ECE; exact ties are all marked). With ``metrics_last``
+    (results/metrics_last.csv) the :func:`best_vs_last` columns are joined on.
     """
     test = compare_runs(metrics[metrics["split"] == "test"], compare)
     test = test.assign(**{out: test[col] * scale for col, (out, scale, _) in _E3_METRICS.items()})
     outs = [out for out, _, _ in _E3_METRICS.values()]
-    table = seed_stats(test, ["dataset", "arch", "method", "param", "gen"], outs)
-    table["order"] = table["method"].map(METHODS.index)
-    table = table.sort_values(["dataset", "arch", "order"]).drop(columns="order")
-    table.insert(3, "label", [method_label(m, p, g) for m, p, g in
-                              zip(table["method"], table["param"], table["gen"], strict=True)])
+    table = _e3_order(seed_stats(test, _E3_KEYS, outs))
+    for out in outs:
+        table[f"{out}_low"], table[f"{out}_high"] = t_interval(
+            table[f"{out}_mean"], table[f"{out}_std"], table["n_seeds"], _confidence(compare))
     for col, (out, _, sense) in _E3_METRICS.items():
         means = table.groupby(["dataset", "arch"])[f"{out}_mean"]
         best = means.transform(sense)
         table[f"best_{col}"] = np.isclose(table[f"{out}_mean"], best, rtol=0, atol=1e-12)
+    if metrics_last is not None:
+        extra = best_vs_last(metrics, metrics_last, compare).drop(columns=["label"])
+        extra = extra.rename(columns={"n_seeds": "n_seeds_last"})
+        table = table.merge(extra, on=_E3_KEYS, how="left")
     return table.reset_index(drop=True)
 
 
@@ -284,11 +402,21 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
             for r in df.to_dict(orient="records")]
 
 
+def _interval(low: float, high: float, digits: int) -> str:
+    if low is None or not np.isfinite(low):
+        return ""
+    return f" [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def _e2_cells(r: Mapping[str, Any]) -> list[str]:
-    cells = [r["dataset"], r["arch"], str(r["sd_gen"])]
+    cells = [r["dataset"], r["arch"], str(r["sd_gen"]),
+             pm(r["sd_val_entropy_mean"], r["sd_val_entropy_std"], 3)]
     for p in ("sd", *_E2_MATCHED):
         if p != "sd":
-            cells.append(r[f"{p}_param"] or "–")
+            mark = " (matched)" if r[f"{p}_matched"] else ""
+            cells += [(r[f"{p}_param"] or "–") + mark,
+                      "–" if not np.isfinite(r[f"{p}_entropy_gap"])
+                      else f"{r[f'{p}_entropy_gap']:+.3f}"]
         cells += [pm(r[f"{p}_entropy_mean"], r[f"{p}_entropy_std"], 3),
                   pm(r[f"{p}_accuracy_pct_mean"], r[f"{p}_accuracy_pct_std"], 2),
                   pm(r[f"{p}_diversity_mean"], r[f"{p}_diversity_std"], 3)]
@@ -297,63 +425,100 @@ def _e2_cells(r: Mapping[str, Any]) -> list[str]:
 
 def _e2_header() -> list[str]:
     """E2 column titles: SD's values, then each matched method's strength and values."""
-    head = ["dataset", "arch", f"{METHOD_NAMES['sd']} gen"]
+    head = ["dataset", "arch", f"{METHOD_NAMES['sd']} gen", f"{METHOD_NAMES['sd']} val entropy"]
     for m in ("sd", *_E2_MATCHED):
         label = METHOD_NAMES[m]
         if m in PARAM_SYMBOLS:
-            head.append(f"{label} {PARAM_SYMBOLS[m]}")
+            head += [f"{label} {PARAM_SYMBOLS[m]}", f"{label} val gap"]
         head += [f"{label} entropy", f"{label} acc. (%)", f"{label} diversity"]
     return head
 
 
 _E2_HEADER = _e2_header()
-_E2_NOTE = ("Test split, mean ± std over seeds. For each SD generation the LS (ε) and ER (β) "
-            "setting whose seed-mean test entropy is closest. Entropy = average predictive "
-            "entropy (nats); diversity = entropy of the histogram of max-probability "
-            "confidences (cd_entropy_max, nats), methods §4.")
+_E2_NOTE = ("For each SD generation the LS (ε) and ER (β) setting whose seed-mean "
+            "VALIDATION entropy is closest to SD's (as in claim 3, methods §6); *val gap* = its "
+            "validation entropy − SD's (nats); *(matched)* marks the strength trained to match "
+            "SD's validation entropy after the sweep. Other columns: test split, mean ± std over "
+            "seeds. Entropy = average predictive entropy (nats); diversity = entropy of the "
+            "histogram of max-probability confidences (cd_entropy_max, nats), methods §4.")
 
 
 def write_matched_entropy(metrics_path: str | Path, csv_out: str | Path, md_out: str | Path,
-                          tex_out: str | Path, sidecar: str | Path) -> pd.DataFrame:
-    """Render the E2 matched-entropy table (methods §5 E2, claim 3) as CSV, Markdown, LaTeX."""
+                          tex_out: str | Path, sidecar: str | Path,
+                          matched_path: str | Path | None = None) -> pd.DataFrame:
+    """Render the E2 matched-entropy table (methods §5 E2, claim 3) as CSV, Markdown, LaTeX.
+
+    ``matched_path``: results/matched/matched.csv, optional (None or a missing file: no
+    setting is marked as matched)."""
     started = time.perf_counter()
-    table = matched_entropy(read_metrics(metrics_path))
+    matched = None if matched_path is None or not Path(matched_path).is_file() else matched_path
+    table = matched_entropy(read_metrics(metrics_path),
+                            read_matched(matched) if matched else None)
     write_csv(csv_out, _records(table), list(table.columns) or ["dataset"])
     rows = [_e2_cells(r) for r in _records(table)]
     write_text(md_out, "# E2: SD generations vs LS / ER at matched entropy\n\n"
                + _E2_NOTE + "\n\n" + markdown_table(_E2_HEADER, rows))
-    write_text(tex_out, latex_table(_E2_HEADER, rows, "SD vs LS/ER at matched test entropy. "
-                                    + _E2_NOTE, "tab:e2-matched-entropy"))
-    write_sidecar(sidecar, [metrics_path], {}, started, [csv_out, md_out, tex_out])
+    write_text(tex_out, latex_table(_E2_HEADER, rows, "SD vs LS/ER at matched validation "
+                                    "entropy. " + _E2_NOTE, "tab:e2-matched-entropy"))
+    write_sidecar(sidecar, [metrics_path, *([matched] if matched else [])], {}, started,
+                  [csv_out, md_out, tex_out])
     log.info("E2 matched-entropy table: %d rows", len(table))
     return table
 
 
 _E3_HEADER = ["dataset", "arch", "method", "seeds", "accuracy (%)", "NLL (nats)", "ECE (%)"]
-_E3_NOTE = ("Test split, mean ± std over seeds; best per column within each dataset × arch "
-            "in bold (highest accuracy, lowest NLL and ECE). ECE: 20 equal-width bins (methods §4).")
+_E3_LAST_HEADER = "last − best acc. (pp)"
 
 
-def _e3_cells(r: Mapping[str, Any], style: str) -> list[str]:
-    return [r["dataset"], r["arch"], r["label"], str(r["n_seeds"]),
-            _bold(pm(r["accuracy_pct_mean"], r["accuracy_pct_std"], 2), r["best_accuracy"], style),
-            _bold(pm(r["nll_mean"], r["nll_std"], 3), r["best_nll"], style),
-            _bold(pm(r["ece_pct_mean"], r["ece_pct_std"], 2), r["best_ece"], style)]
+def _e3_note(confidence: float, with_last: bool) -> str:
+    last = (" *last − best*: test accuracy of the last epoch's weights minus the "
+            "best-validation checkpoint's, mean of per-seed differences with its "
+            f"{100 * confidence:g} % interval (results/metrics_last.csv)." if with_last else "")
+    return (f"Test split, mean ± std over seeds [{100 * confidence:g} % Student-t interval of "
+            "the mean, n − 1 df]; best mean per column within each dataset × arch in bold "
+            "(highest accuracy, lowest NLL and ECE). ECE: 20 equal-width bins (methods §4)."
+            + last)
+
+
+def _e3_cells(r: Mapping[str, Any], style: str, with_last: bool) -> list[str]:
+    def cell(out: str, digits: int, best: str) -> str:
+        text = (pm(r[f"{out}_mean"], r[f"{out}_std"], digits)
+                + _interval(r[f"{out}_low"], r[f"{out}_high"], digits))
+        return _bold(text, r[best], style)
+
+    cells = [r["dataset"], r["arch"], r["label"], str(r["n_seeds"]),
+             cell("accuracy_pct", 2, "best_accuracy"), cell("nll", 3, "best_nll"),
+             cell("ece_pct", 2, "best_ece")]
+    if with_last:
+        d = r.get("accuracy_pp_last_minus_best", math.nan)
+        cells.append("–" if d is None or not np.isfinite(d)
+                     else f"{d:+.2f}" + _interval(r["accuracy_pp_low"], r["accuracy_pp_high"], 2))
+    return cells
 
 
 def write_methods(metrics_path: str | Path, csv_out: str | Path, md_out: str | Path,
                   tex_out: str | Path, sidecar: str | Path,
-                  compare: Mapping[str, Any]) -> pd.DataFrame:
-    """Render the E3 method comparison (methods §5 E3, claims 4-5) as CSV, Markdown, LaTeX."""
+                  compare: Mapping[str, Any],
+                  metrics_last_path: str | Path | None = None) -> pd.DataFrame:
+    """Render the E3 method comparison (methods §5 E3, claims 4-5) as CSV, Markdown, LaTeX.
+
+    ``metrics_last_path``: results/metrics_last.csv, optional (None or a missing file: no
+    best-vs-last column)."""
     started = time.perf_counter()
-    table = methods_table(read_metrics(metrics_path), compare)
+    last = (None if metrics_last_path is None or not Path(metrics_last_path).is_file()
+            else metrics_last_path)
+    table = methods_table(read_metrics(metrics_path), compare,
+                          read_metrics(last) if last else None)
     records = _records(table)
+    with_last = last is not None
+    header = _E3_HEADER + ([_E3_LAST_HEADER] if with_last else [])
+    note = _e3_note(_confidence(compare), with_last)
     write_csv(csv_out, records, list(table.columns))
-    write_text(md_out, "# E3: method comparison\n\n" + _E3_NOTE + "\n\n"
-               + markdown_table(_E3_HEADER, [_e3_cells(r, "md") for r in records], 3))
-    write_text(tex_out, latex_table(_E3_HEADER, [_e3_cells(r, "tex") for r in records],
-                                    "Method comparison. " + _E3_NOTE, "tab:e3-methods", 3))
-    write_sidecar(sidecar, [metrics_path], {"compare": dict(compare)}, started,
-                  [csv_out, md_out, tex_out])
+    write_text(md_out, "# E3: method comparison\n\n" + note + "\n\n"
+               + markdown_table(header, [_e3_cells(r, "md", with_last) for r in records], 3))
+    write_text(tex_out, latex_table(header, [_e3_cells(r, "tex", with_last) for r in records],
+                                    "Method comparison. " + note, "tab:e3-methods", 3))
+    write_sidecar(sidecar, [metrics_path, *([last] if last else [])],
+                  {"compare": dict(compare)}, started, [csv_out, md_out, tex_out])
     log.info("E3 methods table: %d rows", len(table))
     return table

@@ -15,6 +15,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from selfdistill import claims, plots, tables
 from selfdistill.io import sha256_file
@@ -40,6 +41,10 @@ CHAIN = {"cnn": ((0.80, 0.30, 1.0, 0.8), (0.02, 0.10, 0.2, 0.25)),
          "mlp": ((0.70, 0.80, 1.5, 1.4), (-0.02, -0.10, -0.2, -0.2))}
 # Expected E2 matches for toy/cnn: SD gen -> (LS eps, ER beta) closest in entropy.
 CNN_MATCHES = {1: ("0.05", "0.1"), 2: ("0.1", "0.1"), 3: ("0.1", "0.3")}
+# Last-epoch weights: test accuracy of the best-validation checkpoint + this many pp, plus a
+# zero-mean per-seed wobble (LAST_WOBBLE · (i − 1) pp), so best − last means are known.
+LAST_SHIFT = {"ce": -0.3, "ls": 0.0, "er": -0.1, "sd": -0.5, "bs": 0.2}
+LAST_WOBBLE = 0.1
 
 
 def _settings(arch: str) -> list[tuple[str, str, int, float, float, float, float]]:
@@ -87,13 +92,17 @@ def _reliability_rows(metrics: pd.DataFrame) -> list[dict]:
 
 
 def write_synthetic(root: Path, seeds: tuple[int, ...] = SEEDS) -> tuple[Path, Path]:
-    """Write ``metrics.csv`` and ``reliability.csv`` in the collect rule's format."""
+    """Write ``metrics.csv``, ``metrics_last.csv`` (last epoch: ``LAST_SHIFT``) and
+    ``reliability.csv`` in the collect rule's format."""
     rng = np.random.default_rng(0)
     metrics = pd.DataFrame(_metric_rows("cnn", rng) + _metric_rows("mlp", rng))
     metrics = metrics[metrics["seed"].isin(seeds)]
     root.mkdir(parents=True, exist_ok=True)
     m_path, r_path = root / "metrics.csv", root / "reliability.csv"
     metrics.to_csv(m_path, index=False, float_format="%.17g")
+    shift = metrics["method"].map(LAST_SHIFT) + LAST_WOBBLE * (metrics["seed"] - 1)
+    last = metrics.assign(accuracy=metrics["accuracy"] + shift / 100)
+    last.to_csv(root / "metrics_last.csv", index=False, float_format="%.17g")
     pd.DataFrame(_reliability_rows(metrics)).to_csv(r_path, index=False)
     return m_path, r_path
 
@@ -106,11 +115,13 @@ def render_all(m_path: Path, r_path: Path, out: Path) -> dict[str, list[Path]]:
         "e3_methods": ("csv", "md", "tex", "json"), "e4_reliability": ("png", "pdf", "json"),
         "e5_beta_sensitivity": ("png", "pdf", "json"), "claims": ("md", "csv", "json")}.items()}
     plots.render_e1(m_path, *f["e1_generations"])
+    last = m_path.parent / "metrics_last.csv"
     plots.render_e2(m_path, *f["e2_entropy_accuracy"], *f["e2_matched_entropy"])
-    tables.write_methods(m_path, *f["e3_methods"], compare=COMPARE)
+    tables.write_methods(m_path, *f["e3_methods"], compare=COMPARE, metrics_last_path=last)
     plots.render_e4(r_path, *f["e4_reliability"], compare=COMPARE)
     plots.render_e5(m_path, *f["e5_beta_sensitivity"])
-    claims.render_claims(m_path, *f["claims"], compare=CHECK)
+    claims.render_claims(m_path, *f["claims"], compare=CHECK, metrics_last_path=last,
+                         matched_path=out / "absent" / "matched.csv")
     return f
 
 
@@ -143,10 +154,13 @@ def test_every_output_exists_and_pngs_open(rendered) -> None:
 @pytest.mark.slow
 def test_sidecars_record_inputs_config_and_provenance(rendered, synthetic) -> None:
     m_path, r_path = synthetic
+    last = m_path.parent / "metrics_last.csv"
     for stem, paths in rendered.items():
         side = json.loads(paths[-1].read_text())
-        expected = r_path if stem == "e4_reliability" else m_path
-        assert side["inputs"] == {str(expected): sha256_file(expected)}, stem
+        expected = {r_path} if stem == "e4_reliability" else {m_path}
+        if stem in ("claims", "e3_methods"):  # the absent matched.csv is not an input
+            expected.add(last)
+        assert side["inputs"] == {str(p): sha256_file(p) for p in expected}, stem
         assert set(side["git"]) == {"commit", "dirty"}
         assert side["versions"]["matplotlib"] and side["versions"]["pandas"]
         assert side["wall_time_s"] >= 0
@@ -201,6 +215,45 @@ def test_e3_marks_the_best_method_per_column(metrics, rendered) -> None:
     assert tex_path.read_text().count("\\textbf{") == 6
 
 
+def _hand_interval(x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return x.mean() - half, x.mean() + half
+
+
+def test_e3_intervals_are_student_t_over_seeds(metrics) -> None:
+    t = tables.methods_table(metrics, COMPARE).set_index(["arch", "method"])
+    test = metrics[metrics["split"] == "test"]
+    sd = test[(test["arch"] == "cnn") & (test["method"] == "sd") & (test["gen"] == 1)]
+    acc = 100 * sd.sort_values("seed")["accuracy"].to_numpy()
+    row = t.loc[("cnn", "sd")]
+    assert (row.accuracy_pct_low, row.accuracy_pct_high) == pytest.approx(_hand_interval(acc))
+    wider = tables.methods_table(metrics, {**COMPARE, "confidence": 0.99}).set_index(
+        ["arch", "method"]).loc[("cnn", "sd")]
+    assert wider.accuracy_pct_low < row.accuracy_pct_low
+    assert (wider.accuracy_pct_low, wider.accuracy_pct_high) == pytest.approx(
+        _hand_interval(acc, 0.99))
+
+
+@pytest.mark.slow
+def test_best_vs_last_per_method(synthetic, metrics, rendered) -> None:
+    last = tables.read_metrics(synthetic[0].parent / "metrics_last.csv")
+    t = tables.best_vs_last(metrics, last, COMPARE)
+    assert len(t) == 10 and set(t["n_seeds"]) == {len(SEEDS)}
+    wobble = LAST_WOBBLE * (np.array(SEEDS) - 1)
+    for r in t.itertuples():
+        d = LAST_SHIFT[r.method] + wobble
+        assert r.accuracy_pp_last_minus_best == pytest.approx(d.mean(), abs=1e-9), r.label
+        assert (r.accuracy_pp_low, r.accuracy_pp_high) == pytest.approx(_hand_interval(d))
+        assert r.accuracy_pct_last - r.accuracy_pct_best == pytest.approx(d.mean(), abs=1e-9)
+    e3 = pd.read_csv(rendered["e3_methods"][0])
+    assert {"accuracy_pp_last_minus_best", "accuracy_pp_low", "accuracy_pct_low"} <= set(e3)
+    assert "last − best acc. (pp)" in rendered["e3_methods"][1].read_text()
+    md = rendered["claims"][0].read_text()
+    assert "## Best vs last epoch" in md and "| last epoch |" in md
+    sd_line = next(x for x in md.splitlines() if "| SD (gen 1) |" in x and "| cnn |" in x)
+    assert f"{LAST_SHIFT['sd']:+.2f} [" in sd_line
+
+
 @pytest.mark.slow
 def test_e2_matches_the_closest_entropy_setting(metrics, rendered) -> None:
     t = tables.matched_entropy(metrics)
@@ -208,30 +261,62 @@ def test_e2_matches_the_closest_entropy_setting(metrics, rendered) -> None:
     assert {g: (r.ls_param, r.er_param) for g, r in cnn.iterrows()} == CNN_MATCHES
     assert cnn.loc[1, "ls_entropy_gap"] == pytest.approx(0.35 - 0.40)
     assert cnn.loc[1, "sd_accuracy_pct_mean"] == pytest.approx(82.0, abs=0.1)
+    assert not t["ls_matched"].any() and not t["er_matched"].any()
     written = pd.read_csv(rendered["e2_matched_entropy"][0], dtype={"ls_param": str})
-    assert len(written) == 2 * G and {"sd_entropy_mean", "er_diversity_std"} <= set(written)
+    assert len(written) == 2 * G and {"sd_entropy_mean", "er_diversity_std",
+                                      "ls_val_entropy_mean", "ls_matched"} <= set(written)
+
+
+def test_e2_matches_on_validation_entropy_and_marks_matched_runs(metrics, tmp_path) -> None:
+    # Move LS 0.2's VALIDATION entropy next to SD gen 1's (0.40); its test entropy stays
+    # 0.78, far from it. The test-entropy match would be LS 0.05 (0.35).
+    m = metrics.copy()
+    move = ((m["arch"] == "cnn") & (m["method"] == "ls") & (m["param"] == "0.2")
+            & (m["split"] == "val"))
+    m.loc[move, "entropy"] = m.loc[move, "entropy"] - 0.78 + 0.41
+    t = tables.matched_entropy(m).set_index(["arch", "sd_gen"])
+    row = t.loc[("cnn", 1)]
+    assert row.ls_param == "0.2" and row.ls_entropy_gap == pytest.approx(0.01)
+    assert row.ls_entropy_mean == pytest.approx(0.78)  # shown: the test entropy
+    matched = pd.DataFrame([{"dataset": "toy", "arch": "cnn", "method": "ls", "param": "0.2",
+                             "target_entropy": 0.40, "val_entropy": 0.41, "gap": 0.01}])
+    marked = tables.matched_entropy(m, matched).set_index(["arch", "sd_gen"])
+    assert marked.loc[("cnn", 1), "ls_matched"] and not marked.loc[("cnn", 1), "er_matched"]
+    assert not marked.loc[("mlp", 1), "ls_matched"]
+    m_path, matched_path = tmp_path / "metrics.csv", tmp_path / "matched.csv"
+    m.to_csv(m_path, index=False, float_format="%.17g")
+    matched.to_csv(matched_path, index=False)
+    out = [tmp_path / f"e2.{x}" for x in ("csv", "md", "tex", "json")]
+    tables.write_matched_entropy(m_path, *out, matched_path=matched_path)
+    assert "| 0.2 (matched) |" in out[1].read_text()
 
 
 @pytest.mark.slow
 def test_claim_verdicts_follow_the_constructed_effects(rendered) -> None:
-    t = pd.read_csv(rendered["claims"][1])
+    t = pd.read_csv(rendered["claims"][1], dtype={"claim": str})
     assert list(t.columns[:10]) == ["dataset", "arch", "claim", "verdict", "value", "low",
                                     "high", "n_seeds", "detail", "p_value"]
+    assert list(t["claim"]) == list(claims.CLAIMS) * 2
     got = {(r.arch, r.claim): r.verdict for r in t.itertuples()}
-    for claim in (1, 4):
+    for claim in ("1a", "1b", "4"):
         assert got[("cnn", claim)] == "supported", claim
         assert got[("mlp", claim)] == "contradicted", claim
-    # Every seed's entropy and diversity rise by exactly the same step: zero spread.
-    two = t[t["claim"] == 2]
+    # Every seed's entropy and diversity rise by exactly the same step: zero spread (cnn);
+    # the mlp has no gain, so there is nothing for claim 2 to explain.
+    two = t[t["claim"] == "2"].set_index("arch")
     assert set(two["verdict"]) == {"inconclusive"}
-    assert two["detail"].str.contains("zero spread").all()
+    assert "zero spread" in two.loc["cnn", "detail"]
+    assert two.loc["mlp", "detail"].startswith("no gain to explain")
     # SD gen 1's val entropy lies below every ER setting of both sweeps.
-    three = t[t["claim"] == 3]
+    three = t[t["claim"] == "3"]
     assert set(three["verdict"]) == {"inconclusive"}
     assert three["detail"].str.contains("ER sweep does not bracket").all()
-    assert got[("cnn", 5)] == got[("mlp", 5)] == "supported"
-    c1 = t[(t["arch"] == "cnn") & (t["claim"] == 1)].iloc[0]
-    assert c1.value == pytest.approx(6.0, abs=0.2) and c1.n_seeds == 3  # gen 3 - CE, pp
+    assert got[("cnn", "5")] == got[("mlp", "5")] == "supported"
+    c1 = t[(t["arch"] == "cnn") & (t["claim"] == "1a")].iloc[0]
+    assert c1.value == pytest.approx(2.0, abs=0.2) and c1.n_seeds == 3  # gen 1 - CE, pp
+    # The last epoch's weights (every SD accuracy −0.5 pp, CE −0.3 pp) keep these verdicts.
+    assert (t["verdict_last"] == t["verdict"]).all()
+    assert (t["mde_power"].dropna() == 0.8).all() and t["mde_power"].notna().sum() >= 6
 
 
 @pytest.mark.slow
@@ -240,16 +325,17 @@ def test_claims_md_opens_with_one_summary_line_per_pair(rendered) -> None:
     assert lines[0].startswith("# Claims check")
     summary = [x for x in lines[1:4] if x]
     assert [x.split("**")[1] for x in summary] == ["toy / cnn", "toy / mlp"]
-    assert "supported" in summary[0] and summary[0].count(";") >= 4  # a phrase per claim
+    assert "supported" in summary[0] and summary[0].count(";") >= 5  # a phrase per claim
     text = "\n".join(lines)
-    for needle in ("| verdict |", "Holm p", "MDE", "±0.5 pp", "0.05 nats", "## Details"):
+    for needle in ("| verdict |", "Holm p", "TOST p", "MDE", "±0.5 pp", "0.05 nats",
+                   "## Details", "90 % interval", "power 80 %"):
         assert needle in text, needle
 
 
 def test_one_seed_is_always_inconclusive(tmp_path) -> None:
     m_path, _ = write_synthetic(tmp_path, seeds=(0,))
     t = claims.evaluate(tables.read_metrics(m_path), CHECK)
-    assert set(t.loc[t["claim"] < 5, "verdict"]) == {"inconclusive"}
+    assert set(t.loc[t["claim"] != "5", "verdict"]) == {"inconclusive"}
 
 
 def test_pool_bins_sums_counts_and_weights_means() -> None:

@@ -1,5 +1,7 @@
 # Figures, tables and the claims check (methods §5, §6), rendered from the tidy CSVs only
-# (results/metrics.csv, results/reliability.csv), so `snakemake figures` never retrains.
+# (results/metrics.csv, results/metrics_last.csv, results/reliability.csv and, once the
+# matching rounds have run, results/matched/matched.csv), so `snakemake figures` never
+# retrains.
 # Every output stem also gets a provenance sidecar <stem>.json (inputs' sha256, config
 # subset, git, versions, wall time).
 
@@ -7,6 +9,7 @@
 rule render_claims:
     input:
         metrics="results/metrics.csv",
+        metrics_last="results/metrics_last.csv",
     output:
         md="figures/claims.md",
         csv=report(
@@ -22,6 +25,8 @@ rule render_claims:
         "../../envs/selfdistill.yaml"
     params:
         compare=config["compare"],
+        # claim 3's matched-entropy runs: read only if the file exists (else nearest sweep point)
+        matched="results/matched/matched.csv",
     script:
         "../scripts/render_claims.py"
 
@@ -77,6 +82,7 @@ rule render_e2:
 rule render_e3:
     input:
         metrics="results/metrics.csv",
+        metrics_last="results/metrics_last.csv",
     output:
         csv=report(
             "figures/e3_methods.csv",

@@ -5,4 +5,5 @@ from selfdistill.tables import write_methods
 to_rule_log(snakemake.log[0])
 out = snakemake.output
 write_methods(snakemake.input.metrics, out.csv, out.md, out.tex, out.sidecar,
-              compare=dict(snakemake.params.compare))
+              compare=dict(snakemake.params.compare),
+              metrics_last_path=snakemake.input.metrics_last)
