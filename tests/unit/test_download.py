@@ -494,7 +494,9 @@ def test_truncated_download(served: tuple[str, Path], tmp_path: Path,
 
 def test_truncated_archive_with_matching_hash_fails_on_read(served: tuple[str, Path],
                                                             tmp_path: Path) -> None:
-    """A truncated file whose (wrong) hash was pinned on purpose still never gets used."""
+    """A truncated file whose (wrong) hash was given on purpose is never used: a named error
+    says it matches the given hash and what to check, and leaves it in place (a re-download
+    would give the same bytes), so it is not quarantined as a failed download would be."""
     url, root = served
     make_tiny_imagenet(root / "full.zip")
     data = (root / "full.zip").read_bytes()
@@ -503,10 +505,13 @@ def test_truncated_archive_with_matching_hash_fails_on_read(served: tuple[str, P
     block = _block("tiny_imagenet", root / "cut" / "tiny-imagenet-200.zip", f"{url}/cut",
                    val_size=3)
     out = tmp_path / "results" / "data" / "tiny"
-    with pytest.raises(D.ArchiveError, match="tiny-imagenet-200.zip is truncated or corrupted"):
+    with pytest.raises(D.ArchiveError, match=r"tiny-imagenet-200.zip cannot be read \(BadZip"
+                       r".*matches the sha256/md5 given in datasets.<name>.sha256/md5") as err:
         prepare_dataset("tiny", block, out)
-    _no_trusted_file(tmp_path / "resources" / "downloads" / "tiny_imagenet",
-                     "tiny-imagenet-200.zip")
+    assert "left in place" in str(err.value) and "hash you gave" in str(err.value)
+    ddir = tmp_path / "resources" / "downloads" / "tiny_imagenet"
+    assert _sha256(ddir / "tiny-imagenet-200.zip") == block["sha256"]
+    assert not (ddir / "tiny-imagenet-200.zip.corrupt").exists()
     assert not (out / "manifest.json").exists()
 
 

@@ -3,9 +3,11 @@
 One module per source (:mod:`.mnist1d`, :mod:`.sklearn_digits`, :mod:`.cifar`,
 :mod:`.tiny_imagenet`, :mod:`.cub200`, :mod:`.fashion_mnist`); each registers a
 :class:`~.keys.Source`: its preparer, whether it needs downloaded archives, the keys its
-dataset block accepts (type, bounds, default) and its training-pool size. The prepared
-format itself is :mod:`selfdistill.data`. Importing this package loads neither torch nor
-PIL, so the workflow can check the config at parse time with :func:`validate_dataset`.
+dataset block accepts (type, bounds, default) and its training-pool size. The sources
+write the prepared format of :mod:`selfdistill.prepared` (below them) and never import
+:mod:`selfdistill.data`, the dispatcher above them. Importing this package loads neither
+torch nor PIL, so the workflow can check the config at parse time with
+:func:`validate_dataset`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import download
-from ..data import split_holdout
+from ..prepared import split_holdout
 from .keys import COMMON, DOWNLOADED, IMAGES, Key, Source, augment_key, resize_check, source_key
 from .shared import archives, reading, write_images
 
@@ -23,10 +23,18 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 TRAIN_IMAGES, NATIVE = 60000, 28
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An idx file (gzip): big-endian magic (0, 0, 0x08 = uint8, ndim), dims, data."""
-    with reading(path), gzip.open(path, "rb") as fh:
-        data = fh.read()
+MAX_IDX_BYTES = 64 << 20  # decompressed; the largest file, train-images, is 47 MB
+
+
+def _read_idx(path: Path, record: Mapping[str, Any]) -> np.ndarray:
+    """An idx file (gzip): big-endian magic (0, 0, 0x08 = uint8, ndim), dims, data; at most
+    :data:`MAX_IDX_BYTES` decompressed (a named error beyond, before reading more)."""
+    with reading(path, record), gzip.open(path, "rb") as fh:
+        data = fh.read(MAX_IDX_BYTES + 1)
+    if len(data) > MAX_IDX_BYTES:
+        raise download.ArchiveError(f"{path.name} decompresses to more than "
+                                    f"{MAX_IDX_BYTES >> 20} MiB: not a Fashion-MNIST idx file "
+                                    f"(check datasets.<name>.local_dir/mirror/sha256).")
     if data[:3] != b"\x00\x00\x08":
         raise download.ArchiveError(f"{path.name} is not a uint8 idx file")
     ndim = data[3]
@@ -53,8 +61,10 @@ def prepare(name: str, params: Mapping[str, Any], opts: Mapping[str, Any],
     of the 60,000 training images (before the methods §2 hold-out). The normalisation mean/std
     are those of the final training split."""
     ddir, records = archives("fashion_mnist", opts, download_dir)
-    x_pool, y_pool, x_test, y_test = (_read_idx(ddir / f"{stem}-ubyte.gz") for stem in (
-        "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"))
+    by_file = {r["file"]: r for r in records}
+    x_pool, y_pool, x_test, y_test = (
+        _read_idx(ddir / f"{stem}-ubyte.gz", by_file[f"{stem}-ubyte.gz"]) for stem in (
+            "train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"))
     x_pool, y_pool, x_test = x_pool[:, None], y_pool.astype(np.int64), x_test[:, None]
     if opts["image_size"] != x_pool.shape[-1]:
         x_pool, x_test = (_resize_uint8(a, opts["image_size"]) for a in (x_pool, x_test))
