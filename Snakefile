@@ -20,6 +20,7 @@ include: "workflow/rules/download.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/match.smk"
 include: "workflow/rules/render.smk"
 include: "workflow/rules/bench.smk"
 

@@ -25,13 +25,18 @@ from typing import Any
 
 from .methods import METHODS, SWEPT
 
-__all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "NO_PARAM", "RUN_PATTERN", "Run",
+__all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "MATCHED_PATTERN", "NO_PARAM",
+           "RESERVED_NAMES", "RUN_PATTERN", "Run",
            "bundle_parts", "coerce_config", "csv_param", "data_dir", "experiment_runs",
-           "experiments", "find_experiment", "grid", "parse_param", "path_param", "run_dir",
+           "experiments", "find_experiment", "grid", "matched_dir", "parse_param", "path_param",
+           "run_dir",
            "run_params", "run_pattern", "teacher_of", "validate_config"]
 
 NO_PARAM = "none"
 RUN_PATTERN = "{root}/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
+# Folders of results/ that are not datasets: prepared data, matched-entropy runs, benchmark.
+RESERVED_NAMES = ("bench", "data", "matched")
+MATCHED_PATTERN = "{root}/matched/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
 CHAIN = ("ce", "sd")  # methods §3.4: generation 0 (CE) and the SD generations it starts
 
 
@@ -70,6 +75,13 @@ class Run:
 def run_dir(run: Run, root: str = "results") -> str:
     """The run's directory under ``root``: ``RUN_PATTERN`` filled in."""
     return RUN_PATTERN.format(root=root, **run.wildcards)
+
+
+def matched_dir(run: Run, root: str = "results") -> str:
+    """Directory of a matched-entropy run (methods §5 E2, :mod:`selfdistill.matching`):
+    beside the grid's runs, under ``<root>/matched/``, since its strength is chosen from
+    the sweep's results (never a wildcard value of the grid's rules)."""
+    return MATCHED_PATTERN.format(root=root, **run.wildcards)
 
 
 def run_pattern(root: str = "results") -> str:
@@ -159,6 +171,12 @@ def validate_config(config: Mapping[str, Any]) -> None:
     from .sources import validate_dataset
 
     seen: set[tuple[str, str]] = set()
+    reserved = sorted(set(config["datasets"]) & set(RESERVED_NAMES))
+    if reserved:
+        name = reserved[0]
+        raise ValueError(f"datasets.{name}: {name!r} is a folder of results/ itself "
+                         f"(reserved: {', '.join(RESERVED_NAMES)}); rename the block and the "
+                         f"experiments[].dataset naming it, e.g. {name}_set")
     for i, exp in enumerate(experiments(config)):
         where = f"experiments[{i}] ({exp['dataset']}/{exp['arch']})"
         if exp["dataset"] not in config["datasets"]:

@@ -374,12 +374,14 @@ def render_e1(metrics_path: str | Path, png: str | Path, pdf: str | Path,
 
 def render_e2(metrics_path: str | Path, png: str | Path, pdf: str | Path, sidecar: str | Path,
               table_csv: str | Path, table_md: str | Path, table_tex: str | Path,
-              table_sidecar: str | Path) -> None:
-    """Rule render_e2: E2 figure and the matched-entropy table, each with its sidecar."""
+              table_sidecar: str | Path, matched_path: str | Path | None = None) -> None:
+    """Rule render_e2: E2 figure and the matched-entropy table (its matched runs marked
+    from ``matched_path``, results/matched/matched.csv), each with its sidecar."""
     started = time.perf_counter()
     save_figure(figure_e2(read_metrics(metrics_path)), png, pdf)
     write_sidecar(sidecar, [metrics_path], {}, started, [png, pdf])
-    write_matched_entropy(metrics_path, table_csv, table_md, table_tex, table_sidecar)
+    write_matched_entropy(metrics_path, table_csv, table_md, table_tex, table_sidecar,
+                          matched_path)
 
 
 def render_e4(reliability_path: str | Path, png: str | Path, pdf: str | Path,

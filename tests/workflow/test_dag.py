@@ -51,6 +51,11 @@ def expected_counts(cfg: dict) -> Counter:
                     want[f"{kind}_{part}_{exp['dataset']}_{exp['arch']}"] = len(cfg["seeds"])
     else:
         want["train"] = want["measure"] = len(runs)
+    if cfg["matching"]["rounds"]:
+        # every round of each dataset x arch is planned, and matched.csv; the matched
+        # networks are added once a round is decided (a checkpoint)
+        want["match_entropy"] = cfg["matching"]["rounds"] * len(G.experiments(cfg))
+        want["matched_table"] = 1
     return want
 
 

@@ -18,7 +18,9 @@ if _SRC.is_dir():
 
 from selfdistill import download as D
 from selfdistill import grid as G
+from selfdistill import matching as M
 from selfdistill import workdir as W
+from selfdistill.io import read_json
 from selfdistill.methods import METHODS
 
 STARTED = time.time()  # temporary files older than this are orphans of killed writes
@@ -243,20 +245,125 @@ def bundle_runtime(exp, part):
     return runtime
 
 
+# --- matched-entropy runs (methods §5 E2, §6 claim 3; rules in match.smk) ---------------
+# Round k of one dataset x arch (checkpoint match_entropy) reads the val entropies of its
+# LS/ER sweep, SD generation compare.sd_gen and the runs of rounds 1..k-1, and names the
+# strengths to train next; those runs live under results/matched/ (grid.matched_dir).
+MATCH_ROUNDS = config["matching"]["rounds"]
+SEEDS = config["seeds"]
+MATCHED_TABLE = ["results/matched/matched.csv"] if MATCH_ROUNDS else []
+COLLECTED += MATCHED_TABLE
+
+
+def match_round_file(dataset, arch, k):
+    return f"results/matched/{dataset}/{arch}/round{k}.json"
+
+
+def matched_seed_runs(dataset, arch, method, param):
+    """One matched strength of one method, on every seed."""
+    return [G.Run(dataset, arch, method, param, s, 0) for s in SEEDS]
+
+
+def matched_runs(dataset, arch, upto):
+    """Runs rounds 1..upto of one dataset x arch asked for (reads the checkpoints' outputs,
+    so the DAG grows once each round is decided)."""
+    runs = []
+    for k in range(1, upto + 1):
+        out = checkpoints.match_entropy.get(dataset=dataset, arch=arch, round=str(k)).output
+        for method, param in M.to_train(read_json(out[0])):
+            runs += matched_seed_runs(dataset, arch, method, param)
+    return runs
+
+
+def all_matched_runs():
+    """Every matched run (input functions of their own: a function that waits for a
+    checkpoint hides its other inputs from the plan, so the grid's files stay static)."""
+    if not MATCH_ROUNDS:
+        return []
+    return [
+        r
+        for exp in G.experiments(config)
+        for r in matched_runs(exp["dataset"], exp["arch"], MATCH_ROUNDS)
+    ]
+
+
+def match_input(wildcards):
+    """Inputs of round ``wildcards.round``: per-run metrics of the sweep, of SD's matched
+    generation and of earlier rounds' runs, and the previous round's decision."""
+    d, a, k = wildcards.dataset, wildcards.arch, int(wildcards.round)
+    sd_gen = config["compare"]["sd_gen"]
+    runs = [
+        r
+        for r in RUNS
+        if (r.dataset, r.arch) == (d, a)
+        and (r.method in M.MATCHED or (r.method == "sd" and r.gen == sd_gen))
+    ]
+    files = [f"{G.run_dir(r)}/metrics.csv" for r in runs]
+    if k == 1:
+        return {"metrics": files, "previous": []}
+    files += [f"{G.matched_dir(r)}/metrics.csv" for r in matched_runs(d, a, k - 1)]
+    return {"metrics": files, "previous": [match_round_file(d, a, k - 1)]}
+
+
+def matched_files(exp, names):
+    """Files ``names`` of one matched strength on every seed ({method}, {param} wildcards)."""
+    runs = matched_seed_runs(exp["dataset"], exp["arch"], "{method}", "{param}")
+    return [f"{G.matched_dir(r)}/{name}" for r in runs for name in names]
+
+
+def matched_specs(exp):
+    """Input function: run descriptions of one matched strength's networks (their
+    out_dir under results/matched/)."""
+
+    def specs(wildcards):
+        runs = matched_seed_runs(exp["dataset"], exp["arch"], wildcards.method, wildcards.param)
+        return [{**G.run_params(config, r), "out_dir": G.matched_dir(r)} for r in runs]
+
+    return specs
+
+
+def matched_wildcards(exp):
+    def runs(wildcards):
+        return [
+            r.wildcards
+            for r in matched_seed_runs(
+                exp["dataset"], exp["arch"], wildcards.method, wildcards.param
+            )
+        ]
+
+    return runs
+
+
 def run_metric_files(wildcards=None):
     return [f"{G.run_dir(r)}/metrics.csv" for r in RUNS]
+
+
+def matched_metric_files(wildcards=None):
+    return [f"{G.matched_dir(r)}/metrics.csv" for r in all_matched_runs()]
 
 
 def run_metric_last_files(wildcards=None):
     return [f"{G.run_dir(r)}/metrics_last.csv" for r in RUNS]
 
 
+def matched_metric_last_files(wildcards=None):
+    return [f"{G.matched_dir(r)}/metrics_last.csv" for r in all_matched_runs()]
+
+
 def run_reliability_files(wildcards=None):
     return [f"{G.run_dir(r)}/reliability.csv" for r in RUNS]
 
 
+def matched_reliability_files(wildcards=None):
+    return [f"{G.matched_dir(r)}/reliability.csv" for r in all_matched_runs()]
+
+
 def run_history_files(wildcards=None):
     return [f"{G.run_dir(r)}/history.csv" for r in RUNS]
+
+
+def matched_history_files(wildcards=None):
+    return [f"{G.matched_dir(r)}/history.csv" for r in all_matched_runs()]
 
 
 def download_input(wildcards):

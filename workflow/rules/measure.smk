@@ -51,10 +51,14 @@ else:
 
 rule collect:
     input:
-        metrics=run_metric_files,
-        metrics_last=run_metric_last_files,
-        reliability=run_reliability_files,
-        history=run_history_files,
+        metrics=run_metric_files(),
+        metrics_last=run_metric_last_files(),
+        reliability=run_reliability_files(),
+        history=run_history_files(),
+        matched_metrics=matched_metric_files,
+        matched_metrics_last=matched_metric_last_files,
+        matched_reliability=matched_reliability_files,
+        matched_history=matched_history_files,
     output:
         metrics="results/metrics.csv",
         metrics_last="results/metrics_last.csv",

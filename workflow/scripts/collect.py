@@ -4,4 +4,6 @@ from selfdistill.measure import collect
 
 to_rule_log(snakemake.log[0])
 for name in ("metrics", "metrics_last", "reliability", "history"):
-    collect(snakemake.input[name], snakemake.output[name])
+    # the grid's networks, then the matched-entropy runs (match.smk)
+    collect([*snakemake.input[name], *snakemake.input[f"matched_{name}"]],
+            snakemake.output[name])
