@@ -76,6 +76,13 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    """``bytes()`` as protocol-2 pickles write ``b""``; no argument admitted."""
+    if args:
+        raise pickle.UnpicklingError("bytes() with arguments")
+    return b""
+
+
 def _numpy_globals() -> dict[str, Callable[..., Any]]:
     """numpy's array and scalar reconstructors, taken from numpy's own reductions (so no
     module is imported by name: numpy 1 calls them numpy.core.*, numpy 2 numpy._core.*)."""
@@ -88,7 +95,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     fns = _numpy_globals()
     allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray,
                                            ("numpy", "dtype"): np.dtype,
-                                           ("_codecs", "encode"): _latin1_encode}
+                                           ("_codecs", "encode"): _latin1_encode,
+                                           ("__builtin__", "bytes"): _empty_bytes,
+                                           ("builtins", "bytes"): _empty_bytes}
     for core in ("numpy.core", "numpy._core"):
         allowed[(f"{core}.multiarray", "_reconstruct")] = fns["_reconstruct"]
         allowed[(f"{core}.multiarray", "scalar")] = fns["scalar"]
@@ -98,8 +107,9 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
 
 class BatchUnpickler(pickle.Unpickler):
     """Unpickles a CIFAR batch (dicts, lists, strings, bytes, numbers, numpy arrays) and
-    nothing else: ``find_class`` admits only numpy's array/dtype/scalar reconstruction and
-    latin-1 ``_codecs.encode``; any other global raises :class:`ArchiveError` naming it and
+    nothing else: ``find_class`` admits only numpy's array/dtype/scalar reconstruction,
+    latin-1 ``_codecs.encode`` and argument-less ``bytes()`` (how protocol 2 writes bytes
+    and ``b""``); any other global raises :class:`ArchiveError` naming it and
     ``where``. Strings of Python 2 pickles (the releases) decode as latin-1, as torchvision
     reads them."""
 
