@@ -33,7 +33,7 @@ from .keys import COMMON, DOWNLOADED, IMAGES, Source, augment_key, resize_check,
 from .shared import archives, member, reading, tar_bytes, write_images
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFAR_NORMALIZE", "LAYOUTS", "BatchUnpickler",
-           "cifar_arrays", "prepare"]
+           "check_member", "cifar_arrays", "prepare"]
 
 # methods §2 normalisation constants (the authors' code).
 CIFAR_NORMALIZE = {
