@@ -16,8 +16,8 @@ rerun therefore never trusts a bad file. The record names the final URL after re
 Pinned checksums (``SOURCES``), published values that the official archives match:
 
 - CIFAR-10/100 ``.tar.gz``: sha256 pinned; md5 is torchvision's own class attribute
-  (``CIFAR10.tgz_md5``), and torchvision re-checks it and every extracted file when the
-  preparer builds its dataset class with ``download=True``;
+  (``CIFAR10.tgz_md5``); the preparer then reads the verified archive with the project's
+  own streaming reader (:mod:`selfdistill.sources.cifar`), extracting nothing;
 - CUB-200-2011 ``.tgz``: sha256 and md5 pinned;
 - Tiny ImageNet ``.zip``: md5 pinned, sha256 NOT pinned (``None``): the computed sha256
   is recorded next to the archive and in the prepared manifest; set the dataset's
