@@ -95,7 +95,8 @@ def test_metrics_last_has_the_same_rows_for_the_last_epochs_weights(tiny_run):
     differs = 0
     for run in G.grid(tiny_config()):
         record = json.loads((tiny_run / G.run_dir(run) / "run.json").read_text())
-        rows = merged[(merged.method == run.method) & (merged.seed == run.seed) &
+        rows = merged[(merged.dataset == run.dataset) & (merged.arch == run.arch) &
+                      (merged.method == run.method) & (merged.seed == run.seed) &
                       (merged.gen == run.gen) & (merged.param == G.csv_param(run.param))]
         assert len(rows) == 3
         equal = all(rows[c].tolist() == rows[f"{c}_last"].tolist() for c in M.METRIC_COLUMNS)
