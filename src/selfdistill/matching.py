@@ -14,6 +14,7 @@ tests call the same code.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def interpolate(points: Mapping[float, float], target: float) -> float | None:
     entropy among neighbours in strength); None when no neighbouring pair brackets it."""
     xs = sorted(p for p in points if p > 0)
     best: tuple[float, float] | None = None
-    for lo, hi in zip(xs, xs[1:]):
+    for lo, hi in pairwise(xs):
         h_lo, h_hi = points[lo], points[hi]
         if min(h_lo, h_hi) <= target <= max(h_lo, h_hi):
             width = abs(h_hi - h_lo)
