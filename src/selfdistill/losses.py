@@ -4,8 +4,9 @@ Every function takes the logits ``[n, K]`` of the network being trained and int6
 targets ``[n]`` and returns the batch-mean loss as a scalar tensor. Gradients flow into
 ``logits`` only: teacher and ranking-network logits are detached here, whatever the caller
 passes. ``log p`` is computed with ``log_softmax`` (methods §3, not ``log(p + 1e-8)``).
-Keyword defaults here (SD's alpha and T, BS's alpha, LS's spread) are the methods' only
-defaults: :mod:`selfdistill.methods` reads them as each method's config options.
+Keyword defaults here (SD's alpha and T, BS's alpha, LS's spread, and those of the
+teacher-free family of methods §3.6-§3.11) are the methods' only defaults:
+:mod:`selfdistill.methods` reads them as each method's config options.
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ __all__ = [
     "beta_smoothing",
     "beta_targets",
     "cross_entropy",
+    "cskd",
     "entropy_regularized",
     "label_smoothing",
+    "ols",
+    "pskd",
+    "pskd_alpha",
     "self_distillation",
     "soft_cross_entropy",
     "smoothed_targets",
+    "tfkd_reg",
+    "tfkd_self",
+    "zipf",
 ]
 
 
@@ -126,3 +134,159 @@ def beta_smoothing(logits: Tensor, targets: Tensor, ranking_logits: Tensor,
     q = beta_targets(targets, logits.shape[1], ranking_logits, beta_samples)
     return (1.0 - alpha) * F.cross_entropy(logits, targets) + alpha * soft_cross_entropy(q, logits)
 
+
+
+# --- the teacher-free family (methods §3.6-§3.11) ----------------------------------------
+
+
+def _kl_rows(log_q: Tensor, log_p: Tensor) -> Tensor:
+    """Per-row KL(q ‖ p) = Σ_k q_k (log q_k - log p_k) ``[n]``; ``log_q`` is a constant."""
+    log_q = log_q.detach()
+    return (log_q.exp() * (log_q - log_p)).sum(dim=1)
+
+
+def _check_like(name: str, other: Tensor, logits: Tensor) -> None:
+    """ValueError unless ``other`` has the shape of ``logits`` [n, K]."""
+    if other.shape != logits.shape:
+        raise ValueError(f"{name} must have the logits' shape {tuple(logits.shape)}, got "
+                         f"{tuple(other.shape)}")
+
+
+def tfkd_reg(logits: Tensor, targets: Tensor, a: float = 0.99, temperature: float = 20.0,
+             alpha: float = 0.1, multiplier: float = 100.0, form: str = "code") -> Tensor:
+    """Tf-KD_reg, methods §3.6 (virtual teacher); logits [n, K], targets [n].
+
+    The virtual teacher p^d puts ``a`` on y and (1-a)/(K-1) elsewhere, q = softmax(p^d/T).
+
+    - ``form="code"`` (the official code, default):
+      L = (1-α)·CE + α·m·KLmean(q ‖ softmax(z)). Quirks kept: the softmax is taken of
+      *probabilities* p^d (so q is near-uniform), the student stays at T = 1, there is no T²,
+      and KLmean is the legacy ``nn.KLDivLoss()`` reduction, the elementwise terms summed
+      over all n·K entries and divided by n·K (batch-mean KL ÷ K), times the multiplier m.
+    - ``form="paper"`` (Eq. 9): L = (1-α)·CE + α·KL_batchmean(q ‖ softmax(z/T)): the student
+      is softened too, no m, no ÷K. The paper does not define the softening operator for
+      p^d, so the same q = softmax(p^d/T) is used; ``multiplier`` is ignored in this form.
+    """
+    if form not in ("code", "paper"):
+        raise ValueError(f"tfkd_reg: form must be 'code' or 'paper', got {form!r}")
+    n, num_classes = logits.shape
+    teacher = torch.full_like(logits, (1.0 - a) / (num_classes - 1)).detach()  # [n, K]
+    teacher = teacher.scatter(1, targets.view(-1, 1), a)
+    log_q = F.log_softmax(teacher / temperature, dim=1)  # [n, K]
+    log_p = F.log_softmax(logits, dim=1)  # [n, K]
+    ce = F.nll_loss(log_p, targets)
+    if form == "code":
+        distill = multiplier * _kl_rows(log_q, log_p).sum() / (n * num_classes)
+    else:
+        distill = _kl_rows(log_q, F.log_softmax(logits / temperature, dim=1)).mean()
+    return (1.0 - alpha) * ce + alpha * distill
+
+
+def tfkd_self(logits: Tensor, targets: Tensor, teacher_logits: Tensor, alpha: float = 0.95,
+              temperature: float = 6.0, multiplier: float = 50.0) -> Tensor:
+    """Tf-KD_self, methods §3.7: (1-α)·CE + α·T²·m·KLmean(softmax(z_t/T) ‖ softmax(z/T)).
+
+    logits, teacher_logits [n, K] (teacher detached), targets [n]. Quirk kept (official
+    code): KLmean is the legacy ``nn.KLDivLoss()`` reduction, the elementwise terms summed
+    over all n·K entries ÷ n·K (batch-mean KL ÷ K), scaled by the multiplier m and T²;
+    CE is at T = 1.
+    """
+    _check_like("teacher_logits", teacher_logits, logits)
+    n, num_classes = logits.shape
+    z_t = teacher_logits.detach().to(logits.dtype)  # [n, K]
+    log_q = F.log_softmax(z_t / temperature, dim=1)
+    log_p_t = F.log_softmax(logits / temperature, dim=1)
+    kl_mean = _kl_rows(log_q, log_p_t).sum() / (n * num_classes)
+    ce = F.cross_entropy(logits, targets)
+    return (1.0 - alpha) * ce + alpha * temperature**2 * multiplier * kl_mean
+
+
+def pskd_alpha(epoch: int, epochs: int, alpha_T: float = 0.8) -> float:
+    """PS-KD's schedule, methods §3.8: α_t = max(0, α_T·(t+1)/E) for the 0-based epoch t.
+
+    ``alpha_T`` is the paper's α_T (the final weight on the previous prediction), ``epochs``
+    is E. Quirk kept (official code): the last epoch (t = E-1) reaches α_T itself.
+    """
+    if epochs < 1 or epoch < 0:
+        raise ValueError(f"pskd_alpha: need epochs >= 1 and epoch >= 0, got epoch={epoch}, "
+                         f"epochs={epochs}")
+    return max(0.0, alpha_T * (epoch + 1) / epochs)
+
+
+def pskd(logits: Tensor, targets: Tensor, prev_probs: Tensor, alpha_t: float) -> Tensor:
+    """PS-KD, methods §3.8: mean_i Σ_k -t_ik·log_softmax(z_i)_k.
+
+    t = (1-α_t)·onehot(y) + α_t·prev_probs, with prev_probs [n, K] the previous epoch's
+    softmax rows of these samples (detached) and α_t from :func:`pskd_alpha` (the caller's
+    schedule). Quirk kept (official code): no separate CE term and no temperature.
+    """
+    _check_like("prev_probs", prev_probs, logits)
+    onehot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)  # [n, K]
+    target = (1.0 - alpha_t) * onehot + alpha_t * prev_probs.detach().to(logits.dtype)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def cskd(logits: Tensor, targets: Tensor, partner_logits: Tensor, temperature: float = 4.0,
+         lam: float = 1.0) -> Tensor:
+    """CS-KD, methods §3.9: CE(z_a, y) + λ·T²·(1/n_a)·Σ_i KL(softmax(z_p,i/T) ‖ softmax(z_a,i/T)).
+
+    ``logits`` [n_a, K] are the anchors' only; ``partner_logits`` [n_a, K] come from a
+    same-class partner of each anchor (detached). Quirk kept (official code): the KL is
+    reduced as sum ÷ n_a (batchmean) and the CE sits on the anchors alone, weight 1.
+    """
+    _check_like("partner_logits", partner_logits, logits)
+    z_p = partner_logits.detach().to(logits.dtype)  # [n_a, K]
+    log_q = F.log_softmax(z_p / temperature, dim=1)
+    kl = _kl_rows(log_q, F.log_softmax(logits / temperature, dim=1)).mean()
+    return F.cross_entropy(logits, targets) + lam * temperature**2 * kl
+
+
+def _zipf_log_targets(targets: Tensor, dense_logits: Tensor, power: float,
+                      keep: Tensor) -> Tensor:
+    """log u ``[n, K-1]``: Zipf targets over the non-target classes from the dense votes."""
+    n, num_classes, _ = dense_logits.shape
+    votes = F.one_hot(dense_logits.argmax(dim=1), num_classes).sum(dim=1)  # [n, K]
+    # r_ik = 1 + #{j: v_ij > v_ik}: ties share the smallest rank; target included
+    ranks = 1 + (votes[:, None, :] > votes[:, :, None]).sum(dim=2)  # [n, K]
+    ranks = ranks[keep].view(n, num_classes - 1).to(dense_logits.dtype)  # [n, K-1]
+    return F.log_softmax(-power * ranks.log(), dim=1)  # u ∝ r^(-power), renormalised
+
+
+def zipf(logits: Tensor, targets: Tensor, dense_logits: Tensor, lam: float = 0.1,
+         power: float = 1.0) -> Tensor:
+    """Zipf's LS, methods §3.10: CE + λ·mean_i KL(u_i ‖ softmax(z_i without y_i)).
+
+    dense_logits [n, K, P]: the classifier applied at each of P positions (detached). Each
+    position votes for its argmax; v_ik counts the votes; r_ik = 1 + #{j: v_ij > v_ik} ranks
+    all K classes, target included (ties share the smallest rank). The target column is
+    dropped and u_ik ∝ r_ik^(-power) is renormalised over the K-1 others. The KL's softmax
+    is over the K-1 non-target logits. Quirk kept (official code): CE has weight 1, not 1-λ.
+    """
+    n, num_classes = logits.shape
+    if dense_logits.ndim != 3 or dense_logits.shape[:2] != logits.shape:
+        raise ValueError(f"dense_logits must be [n, K, P] with [n, K] = {tuple(logits.shape)}, "
+                         f"got {tuple(dense_logits.shape)}")
+    keep = torch.ones_like(logits, dtype=torch.bool).scatter(1, targets.view(-1, 1), False)
+    with torch.no_grad():
+        log_u = _zipf_log_targets(targets, dense_logits.detach().to(logits.dtype), power, keep)
+    others = logits[keep].view(n, num_classes - 1)  # [n, K-1]
+    kl = _kl_rows(log_u, F.log_softmax(others, dim=1)).mean()
+    return F.cross_entropy(logits, targets) + lam * kl
+
+
+def ols(logits: Tensor, targets: Tensor, soft_matrix: Tensor, alpha: float = 0.5) -> Tensor:
+    """Online LS, methods §3.11: (1-α)·CE + α·(1/n)·Σ_i Σ_k -S[y_i,k]·log_softmax(z_i)_k.
+
+    soft_matrix S [K, K] (row c: the previous epoch's mean softmax of the correctly
+    classified samples of class c) is a constant (detached). Quirk kept: the official code
+    hard-codes the 0.5/0.5 split (its ``--olsalpha`` is parsed but never read); ``alpha`` is
+    that split, and the default 0.5 is the official behaviour.
+    """
+    num_classes = logits.shape[1]
+    if soft_matrix.shape != (num_classes, num_classes):
+        raise ValueError(f"soft_matrix must be [K, K] with K = {num_classes}, got "
+                         f"{tuple(soft_matrix.shape)}")
+    log_p = F.log_softmax(logits, dim=1)  # [n, K]
+    rows = soft_matrix.detach().to(logits.dtype)[targets]  # [n, K]
+    soft = -(rows * log_p).sum(dim=1).mean()
+    return (1.0 - alpha) * F.nll_loss(log_p, targets) + alpha * soft
