@@ -442,7 +442,9 @@ def build_objective(case: MethodCase, arch: str, k: int, shape: tuple[int, ...],
 
     providers: dict[str, Callable[[], Any]] = {
         "teacher": lambda: net(1), "ema_model": lambda: net(2),
-        "generator": lambda: torch.Generator().manual_seed(derive_seed(0, "beta"))}
+        "generator": lambda: torch.Generator().manual_seed(derive_seed(0, "beta")),
+        "partner_generator": lambda: torch.Generator().manual_seed(derive_seed(0, "partner")),
+        "num_classes": lambda: k}
     method = get_method(case.method)
     state = {name: providers[name]() for name in method.requires()}
     return method.build(case.param, case.options, **state)

@@ -475,7 +475,8 @@ def _train_parser(sub: Any) -> None:
     run.add_argument("--gen", type=_nonnegative_int,
                      help="SD generation, >= 1 for sd, 0 otherwise (default: 0)")
     run.add_argument("--teacher", metavar="MODEL_PT",
-                     help="sd only: model.pt of generation gen-1 (methods §3.4) (default: none)")
+                     help="sd: model.pt of generation gen-1 (methods §3.4); tfkd_self: the seed's "
+                          "ce model.pt (methods §3.7) (default: none)")
     run.add_argument("--out", required=True, help="output run directory")
     run.add_argument("--config", metavar="FILE",
                      help="YAML with config/config.yaml's blocks train, methods, execution and "
@@ -524,10 +525,20 @@ def _check_generation(m: Method, gen: int, teacher: str | None) -> None:
         if not teacher:
             raise UsageError("--teacher: sd needs the model.pt of generation gen-1 (methods "
                              "§3.4); add --teacher RUN_DIR/model.pt")
-    elif gen != 0 or teacher:
-        flag = f"--gen {gen}" if gen != 0 else "--teacher"
-        raise UsageError(f"{flag}: only sd has generations and a teacher (methods §3.4); remove "
-                         f"it or use --method sd")
+    elif m.teacher is not None:
+        if gen != 0:
+            raise UsageError(f"--gen {gen}: only sd has generations (methods §3.4); remove it")
+        if not teacher:
+            raise UsageError(f"--teacher: {m.name} needs the model.pt of the seed's "
+                             f"{m.teacher} run (methods §{m.section}); add --teacher "
+                             f"RUN_DIR/model.pt")
+    elif gen != 0:
+        raise UsageError(f"--gen {gen}: only sd has generations (methods §3.4); remove it or "
+                         f"use --method sd")
+    elif teacher:
+        takes = ", ".join(["sd", *(n for n, x in METHODS.items() if x.teacher)])
+        raise UsageError(f"--teacher: only {takes} take a teacher (methods §3.4); remove it or "
+                         f"use one of those methods")
 
 
 def _milestones(values: dict[str, Any], origin: Mapping[str, str]) -> tuple[int, ...]:

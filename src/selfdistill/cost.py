@@ -67,9 +67,11 @@ SECONDS_PER_OP = 5e-6
 """Assumed host cost of one dispatched operator in eager PyTorch on a fast host CPU
 (dispatch + kernel launch); the GPU cannot finish a step faster than its operators launch."""
 
-AUXILIARY_FORWARDS = {"sd": 1, "bs": 1}
+AUXILIARY_FORWARDS = {"sd": 1, "bs": 1, "tfkd_self": 1, "cskd": 1}
 """Extra forward passes per training image: SD's teacher (methods §3.4; generation 0 is the
-CE run), BS's EMA ranking network (methods §3.5)."""
+CE run), BS's EMA ranking network (methods §3.5), Tf-KD_self's CE teacher (§3.7), CS-KD's
+same-class partner (§3.9, a train-mode forward without backward). Zipf's dense votes
+(§3.10) reuse the student's own forward."""
 
 EVAL_BATCH = 1024  # TrainConfig.eval_batch_size: batches of the evaluation forwards
 

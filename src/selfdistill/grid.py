@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .methods import METHODS, SWEPT
+from .methods import METHODS, PAPER_METHODS, SWEPT
 
 __all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "MATCHED_PATTERN", "NO_PARAM",
            "RESERVED_NAMES", "RUN_PATTERN", "Run",
@@ -90,7 +90,11 @@ def run_pattern(root: str = "results") -> str:
 
 
 def teacher_of(run: Run) -> Run | None:
-    """The SD teacher: generation g-1 of SD, or the CE run for g = 1 (methods §3.4)."""
+    """The teacher: for SD generation g-1, or the CE run for g = 1 (methods §3.4); for a
+    method with a registry ``teacher`` (Tf-KD_self, methods §3.7) that method's run."""
+    teacher = METHODS[run.method].teacher if run.method in METHODS else None
+    if teacher is not None:  # Tf-KD_self (methods §3.7): the seed's run of that method
+        return Run(run.dataset, run.arch, teacher, NO_PARAM, run.seed, 0)
     if run.method != "sd":
         return None
     if run.gen == 1:
@@ -109,6 +113,8 @@ def experiments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             "sweeps": {**config["sweeps"], **block.get("sweeps", {})},
             "generations": block.get("generations", config["generations"]),
             "resources": {**config["resources"], **block.get("resources", {})},
+            # methods it trains (methods §5): the paper's five unless the block lists more
+            "methods": tuple(block.get("methods", PAPER_METHODS)),
         }
         out.append(exp)
     return out
@@ -116,14 +122,16 @@ def experiments(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def experiment_runs(exp: Mapping[str, Any], seeds: list[int]) -> list[Run]:
     """Runs of one experiment in an order that respects the DAG (teachers first): per seed
-    the CE -> SD chain, then every other registry method at each of its sweep values."""
+    the CE -> SD chain, then every other method the experiment lists, in registry order, at
+    each of its sweep values."""
     d, a = exp["dataset"], exp["arch"]
+    listed = exp.get("methods", PAPER_METHODS)
     runs = []
     for seed in seeds:
         runs.append(Run(d, a, "ce", NO_PARAM, seed, 0))
         runs += [Run(d, a, "sd", NO_PARAM, seed, g) for g in range(1, exp["generations"] + 1)]
         for m in METHODS.values():
-            if m.name not in CHAIN:
+            if m.name not in CHAIN and m.name in listed:
                 values = exp["sweeps"][m.sweep_key] if m.sweep_key else [None]
                 runs += [Run(d, a, m.name, path_param(v), seed, 0) for v in values]
     return runs
@@ -144,8 +152,9 @@ def bundle_parts(exp: Mapping[str, Any], mode: str, seed: int | str) -> dict[str
     if mode == "seed":
         return {"bundle": runs}
     if mode == "chain":
-        parts = {"chain": [r for r in runs if r.method in CHAIN],
-                 "baselines": [r for r in runs if r.method not in CHAIN]}
+        chained = {r.method for r in runs if r.method in CHAIN or METHODS[r.method].teacher}
+        parts = {"chain": [r for r in runs if r.method in chained],
+                 "baselines": [r for r in runs if r.method not in chained]}
         return {k: v for k, v in parts.items() if v}
     raise ValueError(f"execution.bundle: {mode!r} has no bundles; known: {BUNDLE_MODES}")
 
@@ -197,6 +206,17 @@ def _check_experiment(config: Mapping[str, Any], i: int, exp: Mapping[str, Any],
     """One experiment block: milestones within epochs, every compare point swept, and the
     SD generation that E3/E4 compare (methods §5) trained."""
     tr = exp["train"]
+    listed = exp["methods"]
+    unknown = [m for m in listed if m not in METHODS]
+    missing = [m for m in PAPER_METHODS if m not in listed]
+    if unknown or missing or len(set(listed)) != len(listed):
+        block = f"experiments[{i}].methods"
+        why = (f"unknown method(s) {unknown}; known: {', '.join(METHODS)}" if unknown else
+               f"{missing} left out: the paper's tables and claims (methods §5, §6) compare "
+               f"all of {', '.join(PAPER_METHODS)}, so a list adds methods to them" if missing
+               else "a method is listed twice")
+        raise ValueError(f"{where}: {block} = {list(listed)}: {why}. Fix the list, or remove "
+                         f"it to run the paper's five.")
     bad = [m for m in tr["milestones"] if m > tr["epochs"]]
     if bad:
         raise ValueError(f"{where}: train.milestones {bad} exceed train.epochs="

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .objectives import Objective
 
-__all__ = ["METHODS", "SWEPT", "Method", "NanRisk", "Range", "get_method"]
+__all__ = ["METHODS", "PAPER_METHODS", "SWEPT", "Method", "NanRisk", "Range", "get_method"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ class Method:
     # belongs to no keyword (SD: the teacher's logits)
     nan_risks: Mapping[str, NanRisk] = field(default_factory=dict, hash=False)
     nan_note: str = ""
+    # a non-SD method with a teacher: the method of the seed's run whose model.pt it reads
+    # (Tf-KD_self: "ce", the seed's generation 0, as SD generation 1's teacher)
+    teacher: str | None = None
 
     @property
     def objective(self) -> type[Objective]:
@@ -156,6 +159,9 @@ class Method:
         return self.objective(**state, **swept, **self.resolve(options))
 
 
+_WEIGHT_RISK = NanRisk(Range(0, 1), "outside [0, 1] one term of the loss gets a negative "
+                      "weight: unbounded below")
+
 METHODS: dict[str, Method] = {
     m.name: m for m in (
         Method("ce", "CE", "CrossEntropy", "cross_entropy", None, None, "3.1"),
@@ -184,8 +190,37 @@ METHODS: dict[str, Method] = {
                                        "gives label weights above 1 (loss unbounded below)"),
                           "alpha": NanRisk(Range(0, 1), "outside [0, 1] one term of the loss "
                                            "gets a negative weight: unbounded below")}),
+        # the teacher-free family (methods §3.6-3.11): run only where an experiment lists them
+        Method("tfkd_reg", "Tf-KD(reg)", "TeacherFreeKD", "tfkd_reg", None, None, "3.6",
+               ranges={"a": Range(0, 1), "temperature": Range(0, low_open=True),
+                       "alpha": Range(0, 1), "multiplier": Range(0),
+                       "form": Range(choices=("code", "paper"))},
+               nan_risks={"alpha": _WEIGHT_RISK}),
+        Method("tfkd_self", "Tf-KD(self)", "TeacherFreeSelfKD", "tfkd_self", None, None,
+               "3.7", ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True),
+                              "multiplier": Range(0)},
+               nan_risks={"alpha": _WEIGHT_RISK,
+                          "temperature": NanRisk(Range(1e-3), "the teacher's and the student's "
+                                                 "logits are divided by T, which overflows "
+                                                 "float32 for a tiny T")},
+               nan_note="non-finite teacher logits", teacher="ce"),
+        Method("pskd", "PS-KD", "ProgressiveSelfKD", "pskd", None, None, "3.8",
+               ranges={"alpha_T": Range(0, 1)},
+               nan_risks={"alpha_T": NanRisk(Range(0, 1), "outside [0, 1] the target gets a "
+                                             "negative weight: unbounded below")}),
+        Method("cskd", "CS-KD", "ClassWiseKD", "cskd", None, None, "3.9",
+               ranges={"temperature": Range(0, low_open=True), "lam": Range(0)},
+               nan_risks={"temperature": NanRisk(Range(1e-3), "both softmaxes divide logits by "
+                                                 "T, which overflows float32 for a tiny T")}),
+        Method("zipf", "Zipf-LS", "ZipfLabelSmoothing", "zipf", None, None, "3.10",
+               ranges={"lam": Range(0), "power": Range(0)}),
+        Method("ols", "OLS", "OnlineLabelSmoothing", "ols", None, None, "3.11",
+               ranges={"alpha": Range(0, 1)}, nan_risks={"alpha": _WEIGHT_RISK}),
     )
 }
+
+PAPER_METHODS: tuple[str, ...] = ("ce", "sd", "ls", "er", "bs")
+"""The methods an experiment runs when it lists none: the paper's five (methods §5)."""
 
 SWEPT: tuple[Method, ...] = tuple(m for m in METHODS.values() if m.swept is not None)
 """The methods the grid sweeps over a strength, in registry order (LS, ER, BS)."""

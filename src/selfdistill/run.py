@@ -117,6 +117,9 @@ class RunSpec:
         if self.method == "sd" and (self.gen < 1 or not self.teacher):
             raise ValueError(f"{self.describe()}: sd needs gen >= 1 and a teacher checkpoint "
                              f"(generation 0 is the ce run, methods §3.4)")
+        if m.teacher is not None and not self.teacher:
+            raise ValueError(f"{self.describe()}: {m.name} needs a teacher checkpoint, the "
+                             f"seed's {m.teacher} network (methods §{m.section})")
         if self.method != "sd" and self.gen != 0:
             raise ValueError(f"{self.describe()}: gen must be 0 for method {self.method}")
 
@@ -166,12 +169,16 @@ def _ema_model(spec: RunSpec, k: int, shape: tuple[int, ...],
 def _objective(spec: RunSpec, meta: Mapping[str, Any], device: torch.device,
                caller: str = "workflow") -> Objective:
     """The run's objective, built by the registry from the run state its constructor
-    requires: the SD teacher (methods §3.4), the BS EMA network and Beta sampler (methods §3.5)."""
+    requires: the SD or Tf-KD_self teacher (methods §3.4, §3.7), the BS EMA network and Beta
+    sampler (methods §3.5), CS-KD's partner sampler (§3.9) and the number of classes."""
     shape, k = tuple(meta["input_shape"]), int(meta["num_classes"])
     providers = {
         "teacher": lambda: load_teacher(spec.teacher, spec.arch, k, shape, device, caller),
         "ema_model": lambda: _ema_model(spec, k, shape, device),
         "generator": lambda: torch.Generator().manual_seed(derive_seed(spec.seed, "beta")),
+        "partner_generator": lambda: torch.Generator().manual_seed(
+            derive_seed(spec.seed, "partner")),  # CS-KD's partners (methods §3.9)
+        "num_classes": lambda: k,
     }
     method = get_method(spec.method)
     missing = [name for name in method.requires() if name not in providers]

@@ -250,7 +250,7 @@ def train_step(model: nn.Module, objective: Objective, opt: torch.optim.Optimize
     (its ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
     """
     with autocast(precision, xb.device):
-        logits = (model if forward is None else forward)(xb)  # [b, K]
+        logits = objective.student_logits(model if forward is None else forward, xb)  # [b, K]
         loss = objective.loss(logits.float(), xb, yb, idx)
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -325,8 +325,7 @@ def run_epoch(parts: TrainParts, x: Tensor, y: Tensor, perm: Tensor, start_step:
                 stopped_at = step
                 break
             loss, logits = train_step(parts.model, parts.objective, parts.opt,
-                                      parts.train_view(xb), yb,
-                                      idx if parts.fixed_views else None,
+                                      parts.train_view(xb), yb, idx,
                                       parts.cfg.precision,
                                       parts.forward)
             steps += 1
@@ -380,6 +379,7 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
                    sync_check)
     x_tr, y_tr = torch.as_tensor(train.x, device=device), torch.as_tensor(train.y, device=device)
     x_va = torch.as_tensor(val.x, device=device)
+    objective.bind(model, x_tr, y_tr, parts.train_view)  # state sized by the training set
     state, resumed_from = try_resume(resume, model, parts.opt, parts.sched, objective, parts.gens,
                                      device)
     if on_start is not None:
@@ -396,12 +396,14 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
             t0, t0_unix = time.perf_counter(), time.time()
             lr = parts.opt.param_groups[0]["lr"]
             _start_epoch(state, parts, len(train.y))
+            objective.start_epoch(state.epoch, cfg.epochs)
             sums = run_epoch(parts, x_tr, y_tr, state.perm, state.step_in_epoch,
                              state.epoch + 1, lambda: sigterm.raised)
             _add_sums(state, sums)
             if sums.stopped_at is not None:
                 save()  # then a log line says where it stopped (exit status 143)
                 raise interrupted(resume.path, resume.describe, state.epoch + 1, sums.stopped_at)
+            objective.end_epoch()
             train_seconds, t1_unix = time.perf_counter() - t0, time.time()
             state.train_step_seconds += train_seconds
             val_acc = _val_accuracy(model, x_va, val, cfg, parts.pipeline)

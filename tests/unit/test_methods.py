@@ -149,7 +149,7 @@ def test_cli_has_one_flag_per_option_with_the_registry_default(capsys):
         for option, default in m.options().items():
             flag = f"--{m.name}-{option}".replace("_", "-")
             assert flag in text
-            shown = re.search(rf"{m.label} {option} \(methods §{m.section}\).*?\(default: ([^)]*)\)",
+            shown = re.search(rf"{re.escape(m.label)} {option} \(methods §{m.section}\).*?\(default: ([^)]*)\)",
                               text)
             assert shown and shown.group(1) == str(default)
     assert "--method {" + ",".join(METHODS) + "}" in text
