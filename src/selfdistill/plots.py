@@ -1,4 +1,4 @@
-"""Figures E1, E2, E4, E5 (methods §5), drawn from the tidy CSVs only (methods §7).
+"""Figures E1, E2, E4, E5, E6 (methods §5), drawn from the tidy CSVs only (methods §7).
 
 Conventions shared by every figure: fixed method colours and markers
 (:data:`METHOD_COLORS`, :data:`METHOD_MARKERS`), one row of panels per dataset × arch
@@ -6,7 +6,10 @@ Conventions shared by every figure: fixed method colours and markers
 generation effect), mean ± sample std over seeds (ddof = 1) as line + band, accuracy and
 ECE in percent, entropies in nats. Reference lines (E5's CE mean) are drawn with
 ``axhline`` and labelled ``_ref…``, so the data lines of a panel are exactly those whose
-label does not start with ``_ref``; E1 panels hold one Line2D each (the mean line).
+label does not start with ``_ref``; E1 panels hold one Line2D each (the mean line). E6
+draws seed means with Student-t intervals instead (``ax.errorbar``: one ErrorbarContainer
+per method, its data line's gid ``dataset/arch/method``). E1-E5 show the paper's five
+methods only; the teacher-free family (methods §3.6-§3.11) appears in E6 alone.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from .io import atomic_path  # noqa: E402
 from .tables import (  # noqa: E402
+    DEFAULT_CONFIDENCE,
     METHOD_NAMES,
     PARAM_SYMBOLS,
+    TEACHER_FREE,
     compare_runs,
     method_label,
     one_pair,
@@ -44,20 +49,26 @@ from .tables import (  # noqa: E402
     read_reliability,
     sd_chain,
     seed_stats,
+    t_interval,
     write_matched_entropy,
     write_sidecar,
 )
 
-__all__ = ["E1_PANELS", "METHOD_COLORS", "METHOD_MARKERS", "data_lines", "figure_e1", "figure_e2",
-           "figure_e4", "figure_e5", "render_e1", "render_e2", "render_e4", "render_e5",
-           "pool_bins", "save_figure"]
+__all__ = ["E1_PANELS", "E6_SINGLE", "METHOD_COLORS", "METHOD_MARKERS", "data_lines",
+           "e6_points", "figure_e1", "figure_e2", "figure_e4", "figure_e5", "figure_e6",
+           "render_e1", "render_e2", "render_e4", "render_e5", "render_e6", "pool_bins",
+           "save_figure"]
 
 log = logging.getLogger(__name__)
 
-# Fixed across all figures (seaborn "colorblind" palette entries).
+# Fixed across all figures (seaborn "colorblind" palette entries). The teacher-free family
+# (E6) takes the palette's remaining vermillion, sky blue and brown, black, and Paul Tol's
+# colour-blind-safe olive and wine; its markers differ from all five paper ones as well.
 METHOD_COLORS = {"ce": "#555555", "ls": "#0173B2", "er": "#DE8F05", "sd": "#029E73",
-                 "bs": "#CC78BC"}
-METHOD_MARKERS = {"ce": "o", "ls": "s", "er": "^", "sd": "D", "bs": "v"}
+                 "bs": "#CC78BC", "tfkd_reg": "#D55E00", "tfkd_self": "#56B4E9",
+                 "pskd": "#CA9161", "cskd": "#000000", "zipf": "#999933", "ols": "#882255"}
+METHOD_MARKERS = {"ce": "o", "ls": "s", "er": "^", "sd": "D", "bs": "v", "tfkd_reg": "P",
+                  "tfkd_self": "X", "pskd": "h", "cskd": "*", "zipf": "<", "ols": ">"}
 DPI = 150
 _HALO = [patheffects.withStroke(linewidth=2.5, foreground="white")]
 
@@ -362,6 +373,94 @@ def figure_e5(metrics: pd.DataFrame) -> Figure:
     return fig
 
 
+# --------------------------------------------------------------------------- E6
+
+E6_SINGLE = ("ce", "sd", "bs")  # one comparison point each; LS: its whole sweep (a line)
+
+
+def e6_points(test: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
+    """The E6 points of a test-split table: per dataset × arch × (method, param, gen), the
+    seed mean, sample std and Student-t interval (``*_low``, ``*_high``, level
+    ``compare.confidence``) of test accuracy (``acc_pct``, %) and entropy (nats), for CE,
+    SD generation ``sd_gen``, BS at ``bs_a``, every LS ε and each teacher-free method."""
+    single = compare_runs(test, compare, (*E6_SINGLE, *TEACHER_FREE))
+    runs = pd.concat([single, test[test["method"] == "ls"]])
+    runs = runs.assign(acc_pct=100 * runs["accuracy"])
+    st = seed_stats(runs, ["dataset", "arch", "method", "param", "gen"], ["acc_pct", "entropy"])
+    confidence = float(compare.get("confidence", DEFAULT_CONFIDENCE))
+    for col in ("acc_pct", "entropy"):
+        st[f"{col}_low"], st[f"{col}_high"] = t_interval(
+            st[f"{col}_mean"], st[f"{col}_std"], st["n_seeds"], confidence)
+    order = st["method"].map(list(METHOD_NAMES).index)
+    param = pd.to_numeric(st["param"], errors="coerce")
+    return st.assign(o=order, p=param).sort_values(["dataset", "arch", "o", "p", "gen"]).drop(
+        columns=["o", "p"]).reset_index(drop=True)
+
+
+def _errors(r: pd.DataFrame, col: str) -> np.ndarray:
+    """(2, N) distances from the mean to the interval's ends (NaN with one seed: no bar)."""
+    mean = r[f"{col}_mean"].to_numpy()
+    return np.vstack([mean - r[f"{col}_low"].to_numpy(), r[f"{col}_high"].to_numpy() - mean])
+
+
+def _e6_text(method: str, param: str, gen: int) -> str:
+    return f"{PARAM_SYMBOLS['ls']}={param}" if method == "ls" else method_label(method, param, gen)
+
+
+def _e6_panel(ax: Axes, points: pd.DataFrame, dataset: str, arch: str) -> None:
+    for method in METHOD_NAMES:
+        r = points[points["method"] == method]
+        if r.empty:
+            continue
+        c = ax.errorbar(r["entropy_mean"], r["acc_pct_mean"], xerr=_errors(r, "entropy"),
+                        yerr=_errors(r, "acc_pct"), color=METHOD_COLORS[method],
+                        marker=METHOD_MARKERS[method], ms=7, ls="-" if method == "ls" else "",
+                        lw=1.4, elinewidth=1, capsize=2.5, mec="white", mew=0.5,
+                        zorder=4, label=METHOD_NAMES[method])  # above the labels' halos
+        c.lines[0].set_gid(f"{dataset}/{arch}/{method}")
+        for m in r.itertuples():
+            ax.annotate(_e6_text(method, m.param, m.gen), (m.entropy_mean, m.acc_pct_mean),
+                        xytext=(5, 5), textcoords="offset points", fontsize=7.5,
+                        color=METHOD_COLORS[method], path_effects=_HALO)
+    ax.set(xlabel="test average predictive entropy (nats)", ylabel="test accuracy (%)")
+
+
+def _e6_legend(fig: Figure, methods: Sequence[str], compare: Mapping[str, Any]) -> None:
+    names = {"ls": f"LS ({PARAM_SYMBOLS['ls']} sweep)", "sd": f"SD (gen {int(compare['sd_gen'])})",
+             "bs": f"BS (a={float(compare['bs_a']):g})"}
+    handles = [Line2D([], [], ls="-" if m == "ls" else "", marker=METHOD_MARKERS[m],
+                      color=METHOD_COLORS[m], markersize=7, label=names.get(m, METHOD_NAMES[m]))
+               for m in methods]
+    fig.legend(handles=handles, loc="outside right upper", frameon=False, title="method")
+
+
+def figure_e6(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> Figure:
+    """methods §5 E6: test accuracy (%) vs test average predictive entropy (nats) of the
+    teacher-free family beside CE, SD generation ``sd_gen``, BS at ``bs_a`` and LS over its
+    ε sweep (a line); each point a seed mean with its Student-t interval
+    (``compare.confidence``) in both directions. One panel per dataset × arch that has
+    teacher-free runs; without any, one panel saying so."""
+    test = metrics[metrics["split"] == "test"]
+    family = test[test["method"].isin(TEACHER_FREE)]
+    ps = pairs(family) if len(family) else []
+    points = e6_points(test, compare) if ps else pd.DataFrame()
+    level = 100 * float(compare.get("confidence", DEFAULT_CONFIDENCE))
+    with _style():
+        fig, axes = _grid(1, max(len(ps), 1), 4.8, 4.0)
+        for ax, (dataset, arch) in zip(axes[0], ps, strict=False):
+            here = one_pair(points, dataset, arch)
+            _e6_panel(ax, here, dataset, arch)
+            n = int(here["n_seeds"].min())
+            ax.set_title(f"{dataset} / {arch} ({n} seed{'s' * (n != 1)})", fontsize="medium")
+        if not ps:
+            _no_data(axes[0, 0], "no teacher-free runs")
+        else:
+            present = set(points["method"])
+            _e6_legend(fig, [m for m in METHOD_NAMES if m in present], compare)
+        fig.suptitle(f"E6: teacher-free family, seed mean with {level:g} % t intervals")
+    return fig
+
+
 # --------------------------------------------------------------------------- render (rules)
 
 def render_e1(metrics_path: str | Path, png: str | Path, pdf: str | Path,
@@ -398,6 +497,14 @@ def render_e5(metrics_path: str | Path, png: str | Path, pdf: str | Path,
     started = time.perf_counter()
     save_figure(figure_e5(read_metrics(metrics_path)), png, pdf)
     write_sidecar(sidecar, [metrics_path], {}, started, [png, pdf])
+
+
+def render_e6(metrics_path: str | Path, png: str | Path, pdf: str | Path,
+              sidecar: str | Path, compare: Mapping[str, Any]) -> None:
+    """Rule render_e6: the teacher-free figure + sidecar (its table: tables.write_teacher_free)."""
+    started = time.perf_counter()
+    save_figure(figure_e6(read_metrics(metrics_path), compare), png, pdf)
+    write_sidecar(sidecar, [metrics_path], {"compare": dict(compare)}, started, [png, pdf])
 
 
 def data_lines(ax: Axes) -> Sequence[Line2D]:

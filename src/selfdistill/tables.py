@@ -1,9 +1,13 @@
-"""Tables rendered from the tidy metric CSVs (methods §5 E2 and E3, §7).
+"""Tables rendered from the tidy metric CSVs (methods §5 E2, E3 and E6, §7).
 
 Everything here reads ``results/metrics.csv`` (methods §7) or ``results/reliability.csv``
 only, so tables re-render without retraining. Shared selection helpers (the SD chain with
 CE as generation 0, the E3 comparison points) live here and are reused by
 :mod:`selfdistill.plots` and :mod:`selfdistill.claims`.
+
+E1-E5 are about the paper's five methods (``methods.PAPER_METHODS``) only: rows of the
+teacher-free family (:data:`TEACHER_FREE`, methods §3.6-§3.11) in the same metrics table
+enter E6 alone (:func:`teacher_free_table`), never the paper's comparisons.
 
 Units in written tables: accuracy and ECE in percent (columns named ``*_pct_*``) or
 percentage points for differences (``*_pp_*``), NLL, entropy and confidence diversity in
@@ -28,13 +32,14 @@ from scipy import stats
 from .grid import parse_param
 from .io import write_csv, write_json, write_text
 from .methods import METHODS as _REGISTRY
-from .methods import SWEPT
+from .methods import PAPER_METHODS, SWEPT
 from .provenance import provenance
 
-__all__ = ["MATCHED_KEYS", "METHODS", "METHOD_NAMES", "PARAM_SYMBOLS", "best_vs_last",
-           "compare_runs", "matched_entropy", "method_label", "methods_table", "pairs",
-           "read_matched", "read_metrics", "read_reliability", "sd_chain", "seed_stats",
-           "t_interval", "write_matched_entropy", "write_methods", "write_sidecar"]
+__all__ = ["MATCHED_KEYS", "METHODS", "METHOD_NAMES", "PARAM_SYMBOLS", "TEACHER_FREE",
+           "best_vs_last", "compare_runs", "literature_claims", "matched_entropy",
+           "method_label", "methods_table", "pairs", "read_matched", "read_metrics",
+           "read_reliability", "sd_chain", "seed_stats", "t_interval", "teacher_free_table",
+           "write_matched_entropy", "write_methods", "write_sidecar", "write_teacher_free"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 METHODS = tuple(_REGISTRY)
 METHOD_NAMES = {m.name: m.label for m in _REGISTRY.values()}
 PARAM_SYMBOLS = {m.name: m.symbol for m in SWEPT}
+# The teacher-free family (methods §3.6-§3.11, E6): every registered method not the paper's.
+TEACHER_FREE = tuple(m for m in METHODS if m not in PAPER_METHODS)
 _LATEX_SYMBOLS = {"ε": r"$\varepsilon$", "β": r"$\beta$", "±": r"$\pm$", "−": "$-$"}
 RUN_KEYS = ["dataset", "arch", "method", "param", "seed", "gen"]
 METRIC_KEYS = ["accuracy", "nll", "ece", "entropy", "cd_entropy_max", "cd_entropy_true",
@@ -119,17 +126,19 @@ def sd_chain(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([ce, sd], ignore_index=True)
 
 
-def compare_runs(df: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
+def compare_runs(df: pd.DataFrame, compare: Mapping[str, Any],
+                 methods: Sequence[str] = PAPER_METHODS) -> pd.DataFrame:
     """The E3/E4 comparison points (methods §5): CE, LS(ε), ER(β), SD(generation), BS(a).
 
     ``compare`` has the sweep key of each swept method (``ls_eps``, ``er_beta``, ``bs_a``)
-    and ``sd_gen``; methods without a sweep (CE) keep every row. Works on the metric and
-    the reliability tables alike.
+    and ``sd_gen``; methods without a sweep (CE, the teacher-free family) keep every row.
+    ``methods``: the methods kept, the paper's five by default (E6 passes the teacher-free
+    ones too). Works on the metric and the reliability tables alike.
     """
     m = df["method"]
-    keep = (m == "sd") & (df["gen"] == int(compare["sd_gen"]))
+    keep = (m == "sd") & (df["gen"] == int(compare["sd_gen"])) & ("sd" in methods)
     for method in _REGISTRY.values():
-        if method.name == "sd":
+        if method.name == "sd" or method.name not in methods:
             continue
         chosen = (param_is(df["param"], compare[method.sweep_key]) if method.sweep_key
                   else pd.Series(True, index=df.index))
@@ -521,4 +530,136 @@ def write_methods(metrics_path: str | Path, csv_out: str | Path, md_out: str | P
     write_sidecar(sidecar, [metrics_path, *([last] if last else [])],
                   {"compare": dict(compare)}, started, [csv_out, md_out, tex_out])
     log.info("E3 methods table: %d rows", len(table))
+    return table
+
+
+# --------------------------------------------------------------------------- E6 teacher-free
+
+# metrics.csv column -> (table column, scale, digits): accuracy and ECE in %, the rest nats.
+_E6_METRICS = {"accuracy": ("accuracy_pct", 100.0, 2), "nll": ("nll", 1.0, 3),
+               "ece": ("ece_pct", 100.0, 2), "entropy": ("entropy", 1.0, 3),
+               "cd_entropy_max": ("cd_entropy_max", 1.0, 3)}
+_E6_HEADER = ["dataset", "arch", "method", "seeds", "accuracy (%)", "NLL (nats)", "ECE (%)",
+              "entropy (nats)", "diversity (nats)"]
+_E6_LITERATURE = ["dataset", "arch", "claim", "claim_text", "verdict", "value", "low", "high",
+                  "n_seeds", "p_holm"]
+
+
+def _e6_methods(compare: Mapping[str, Any]) -> list[str]:
+    """Every registered method whose comparison point ``compare`` names (a swept method
+    without its key, e.g. ER without ``er_beta``, is left out), teacher-free ones included."""
+    return [m for m in METHODS if (key := _REGISTRY[m].sweep_key) is None or key in compare]
+
+
+def teacher_free_table(metrics: pd.DataFrame, compare: Mapping[str, Any]) -> pd.DataFrame:
+    """methods §5 E6: one row per dataset × arch × setting, test split.
+
+    Settings: the paper's comparison points (CE, SD generation ``compare.sd_gen``, LS at
+    ``ls_eps``, ER at ``er_beta``, BS at ``bs_a``; those run) and each teacher-free method
+    present (methods §3.6-§3.11, unswept: every row). Per metric of ``_E6_METRICS``
+    (``accuracy_pct``, ``nll``, ``ece_pct``, ``entropy``, ``cd_entropy_max``): the seed mean,
+    sample std (ddof = 1) and the Student-t interval of the mean (``*_low``, ``*_high``) at
+    ``compare.confidence``; ``n_seeds``; ``teacher_free`` marks the family's rows. With no
+    teacher-free rows the table holds the paper's settings only.
+    """
+    test = compare_runs(metrics[metrics["split"] == "test"], compare, _e6_methods(compare))
+    outs = [out for out, _, _ in _E6_METRICS.values()]
+    stats_cols = [f"{o}_{s}" for o in outs for s in ("mean", "std", "low", "high")]
+    columns = [*_E3_KEYS[:3], "label", *_E3_KEYS[3:], "teacher_free", "n_seeds", *stats_cols]
+    if test.empty:
+        return pd.DataFrame(columns=columns)
+    test = test.assign(**{out: test[col] * scale
+                          for col, (out, scale, _) in _E6_METRICS.items()})
+    table = _e3_order(seed_stats(test, _E3_KEYS, outs))
+    for out in outs:
+        table[f"{out}_low"], table[f"{out}_high"] = t_interval(
+            table[f"{out}_mean"], table[f"{out}_std"], table["n_seeds"], _confidence(compare))
+    table["teacher_free"] = table["method"].isin(TEACHER_FREE)
+    return table[columns]
+
+
+def literature_claims(claims_path: str | Path) -> pd.DataFrame:
+    """The literature rows of ``figures/claims.csv`` (methods §6): every row whose
+    ``claim`` is not a paper claim id (``claims.CLAIMS``), in file order."""
+    from .claims import CLAIMS  # claims imports this module
+
+    df = pd.read_csv(claims_path, dtype={"claim": str, "claim_text": str, "verdict": str})
+    missing = [c for c in _E6_LITERATURE if c not in df.columns]
+    if missing:
+        raise ValueError(f"{claims_path}: missing columns {missing}; expected the claims "
+                         "check's table (rerun rule render_claims)")
+    return df[~df["claim"].isin(CLAIMS)].reset_index(drop=True)
+
+
+def _e6_note(compare: Mapping[str, Any]) -> str:
+    points = [f"SD generation {int(compare['sd_gen'])}"]
+    points += [f"{m.label} ({m.symbol}={compare[m.sweep_key]:g})" for m in SWEPT
+               if m.sweep_key in compare]
+    return (f"Test split, seed mean [{100 * _confidence(compare):g} % Student-t interval of "
+            "the mean, n − 1 df], for CE, " + ", ".join(points) + " and each teacher-free "
+            "method run (methods §3.6-§3.11). Accuracy and ECE (20 equal-width bins) in %; "
+            "NLL, entropy (average predictive entropy) and diversity (confidence diversity, "
+            "cd_entropy_max) in nats (methods §4).")
+
+
+def _e6_cells(r: Mapping[str, Any]) -> list[str]:
+    cells = [r["dataset"], r["arch"], r["label"], str(r["n_seeds"])]
+    for out, _, digits in _E6_METRICS.values():
+        mean = r[f"{out}_mean"]
+        cells.append("–" if mean is None or not np.isfinite(mean) else f"{mean:.{digits}f}"
+                     + _interval(r[f"{out}_low"], r[f"{out}_high"], digits))
+    return cells
+
+
+def _finite(v: Any) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _literature_cells(r: Mapping[str, Any]) -> list[str]:
+    unit = f" {r['unit']}" if isinstance(r.get("unit"), str) and r["unit"] else ""
+    value = "–" if not _finite(r["value"]) else f"{r['value']:+.3f}{unit}"
+    if _finite(r["low"]):
+        value += f" [{r['low']:+.3f}, {r['high']:+.3f}]"
+    return [r["dataset"], r["arch"], r["claim"], r["claim_text"], f"**{r['verdict']}**", value,
+            "–" if not _finite(r["n_seeds"]) else str(int(r["n_seeds"])),
+            "–" if not _finite(r["p_holm"]) else f"{r['p_holm']:.2g}"]
+
+
+def _literature_section(rows: pd.DataFrame, confidence: float) -> str:
+    head = ("## Literature claims (methods §6)\n\nThe claims check's rows for the literature's "
+            "claims (figures/claims.csv): the seed-paired accuracy difference of method a − "
+            f"method b with its {100 * confidence:g} % Student-t interval and Holm-adjusted p "
+            "(its own Holm family per dataset × arch); verdicts *supported*, *contradicted*, "
+            "*no effect*, *inconclusive* as for the paper's claims.\n\n")
+    if rows.empty:
+        return head + "No literature claim in figures/claims.csv.\n"
+    header = ["dataset", "arch", "claim", "claim text", "verdict",
+              f"value [{100 * confidence:g} % interval]", "seeds", "Holm p"]
+    return head + markdown_table(header, [_literature_cells(r) for r in _records(rows)], 5)
+
+
+def write_teacher_free(metrics_path: str | Path, csv_out: str | Path, md_out: str | Path,
+                       tex_out: str | Path, sidecar: str | Path, compare: Mapping[str, Any],
+                       claims_path: str | Path | None = None) -> pd.DataFrame:
+    """Render the E6 table (methods §5 E6, :func:`teacher_free_table`) as CSV, Markdown,
+    LaTeX. ``claims_path``: figures/claims.csv, optional (None or a missing file: no
+    literature section); its literature rows (:func:`literature_claims`) become a second
+    Markdown table."""
+    started = time.perf_counter()
+    claims_file = None if claims_path is None or not Path(claims_path).is_file() else claims_path
+    table = teacher_free_table(read_metrics(metrics_path), compare)
+    records = _records(table)
+    note = _e6_note(compare)
+    rows = [_e6_cells(r) for r in records]
+    literature = ("" if claims_file is None else "\n" + _literature_section(
+        literature_claims(claims_file), _confidence(compare)))
+    write_csv(csv_out, records, list(table.columns))
+    write_text(md_out, "# E6: the teacher-free family\n\n" + note + "\n\n"
+               + markdown_table(_E6_HEADER, rows, 3) + literature)
+    write_text(tex_out, latex_table(_E6_HEADER, rows, "The teacher-free family. " + note,
+                                    "tab:e6-teacher-free", 3))
+    write_sidecar(sidecar, [metrics_path, *([claims_file] if claims_file else [])],
+                  {"compare": dict(compare)}, started, [csv_out, md_out, tex_out])
+    log.info("E6 teacher-free table: %d rows (%d teacher-free)", len(table),
+             int(table["teacher_free"].sum()) if len(table) else 0)
     return table
