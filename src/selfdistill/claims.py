@@ -41,6 +41,18 @@ Verdicts (exactly one, tried in this order):
 
 Claim 5 is a reporting check (see :func:`claim_5`). Comparison points are pre-specified by
 ``compare`` (no best-generation selection).
+
+Literature claims (the config's ``claims`` list, :func:`parse_literature`): each entry
+compares a setting ``a`` with a setting ``b`` by the paired per-seed difference of test
+accuracy a − b (pp, as claims 1a and 4). The entries of one dataset × arch form their OWN
+Holm family, separate from claims 1a-4, so adding an entry never changes a paper verdict.
+``kind: beats`` is decided by the rules above, exactly as claims 1a and 4 (k = 1);
+``kind: equivalent`` by the TOST p alone: it enters Holm, *supported* when its Holm-adjusted
+value is below α, *contradicted* when the t interval lies entirely outside ±margin (not
+Holm-adjusted, like *no effect*), *inconclusive* otherwise (:func:`literature_rows`). The
+MDE is taken at α/m of the literature family: for ``beats`` as above, for ``equivalent``
+the largest true difference that TOST at α/m still declares equivalent with probability
+``compare.power`` (:func:`equivalence_mde`).
 """
 
 from __future__ import annotations
@@ -55,9 +67,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 from .io import write_csv, write_text
+from .methods import METHODS
 from .tables import (
     MATCHED_KEYS,
     best_vs_last,
@@ -71,10 +84,12 @@ from .tables import (
     write_sidecar,
 )
 
-__all__ = ["CLAIMS", "CLAIM_COLUMNS", "CLAIM_TEXT", "HOLM_CLAIMS", "VERDICTS", "CheckConfig",
-           "Evidence", "Stat", "claim_1a", "claim_1b", "claim_2", "claim_3", "claim_4",
-           "claim_5", "evaluate", "holm", "mde", "render_claims", "seed_stat", "slopes",
-           "teacher_association", "tost_p"]
+__all__ = ["CLAIMS", "CLAIM_COLUMNS", "CLAIM_TEXT", "HOLM_CLAIMS", "LITERATURE_KINDS",
+           "VERDICTS", "CheckConfig", "Evidence", "LiteratureClaim", "Setting", "Stat",
+           "claim_1a", "claim_1b", "claim_2", "claim_3", "claim_4", "claim_5",
+           "equivalence_mde", "evaluate", "holm", "literature_evidence", "literature_rows",
+           "mde", "parse_literature", "render_claims", "seed_stat", "slopes",
+           "teacher_association", "tost_p", "tost_power"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +108,7 @@ CLAIM_TEXT = {
     "4": "Beta smoothing beats label smoothing",
     "5": "Accuracy, NLL and ECE are reported",
 }
+LITERATURE_KINDS = ("beats", "equivalent")
 METRIC_COLUMNS = ["dataset", "arch", "method", "param", "seed", "gen", "split", "accuracy",
                   "nll", "ece", "entropy", "cd_entropy_max"]
 MIN_SEEDS = 3
@@ -642,13 +658,278 @@ def decide(ev: Evidence, p_holm: float, cfg: CheckConfig,
     return verdict, reason
 
 
+# --------------------------------------------------------------------------- literature claims
+
+_ENTRY_KEYS = ("id", "text", "source", "kind", "a", "b")
+_SETTING_KEYS = ("method", "param", "gen")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One arm of a literature claim (config ``claims[i].a`` / ``.b``): a method of
+    ``METHODS``, its swept strength ``param`` (LS ε, ER β, BS a; None for an unswept
+    method) and its generation ``gen`` (SD: 1..G, ``compare.sd_gen`` when not given;
+    every other method: 0)."""
+
+    method: str
+    param: float | None
+    gen: int
+
+    @property
+    def label(self) -> str:
+        """Display form: ``Tf-KD(reg)``, ``LS(ε=0.1)``, ``SD gen 1``."""
+        m = METHODS[self.method]
+        text = m.label + ("" if self.param is None else f"({m.symbol}={self.param:g})")
+        return text + (f" gen {self.gen}" if self.method == "sd" else "")
+
+    @property
+    def spelled(self) -> str:
+        """Config form for messages: ``tfkd_reg``, ``ls (param 0.1)``, ``sd (gen 2)``."""
+        extra = ([] if self.param is None else [f"param {self.param:g}"]) + (
+            [f"gen {self.gen}"] if self.method == "sd" else [])
+        return self.method + (f" ({', '.join(extra)})" if extra else "")
+
+    def runs(self, test: pd.DataFrame) -> pd.DataFrame:
+        """This setting's rows of a (test-split) metrics table."""
+        keep = (test["method"] == self.method) & (test["gen"] == self.gen)
+        if self.param is not None:
+            keep &= param_is(test["param"], self.param)
+        return test[keep]
+
+
+@dataclass(frozen=True)
+class LiteratureClaim:
+    """One validated entry of the config's ``claims`` list (methods §6)."""
+
+    id: str
+    text: str
+    source: str
+    kind: str  # one of LITERATURE_KINDS
+    a: Setting
+    b: Setting
+
+    @property
+    def statistic(self) -> str:
+        return f"{self.a.label} − {self.b.label}"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_))
+
+
+def _setting(raw: Any, where: str, sd_gen: int) -> Setting:
+    """Validate one arm; errors name the key (``claims[0].a.param``) and the fix."""
+    if not isinstance(raw, Mapping) or "method" not in raw:
+        raise ValueError(f"{where}: a setting is a mapping with a method, e.g. "
+                         "{method: ce} or {method: ls, param: 0.1}")
+    unknown = sorted(set(raw) - set(_SETTING_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; a setting has "
+                         f"{list(_SETTING_KEYS)}")
+    name = raw["method"]
+    if name not in METHODS:
+        raise ValueError(f"{where}.method: unknown method {name!r}; known methods: "
+                         f"{', '.join(METHODS)}")
+    m, param, gen = METHODS[name], raw.get("param"), raw.get("gen")
+    if m.swept is None and param is not None:
+        raise ValueError(f"{where}.param: {name} has no swept strength (methods "
+                         f"§{m.section}); remove param")
+    if m.swept is not None:
+        if param is None:
+            raise ValueError(f"{where}.param: {name} is swept over {m.swept} ({m.symbol}, "
+                             f"methods §{m.section}); give the strength, e.g. the "
+                             f"compare.{m.sweep_key} value")
+        allowed = m.ranges.get(m.swept)
+        if not _is_number(param) or (allowed is not None and float(param) not in allowed):
+            raise ValueError(f"{where}.param: {param!r} is not a valid {m.swept} "
+                             f"({allowed or 'a number'})")
+    if name == "sd":
+        gen = sd_gen if gen is None else gen
+        if not _is_int(gen) or gen < 1:
+            raise ValueError(f"{where}.gen: SD generations are 1, 2, ... (got {gen!r}); "
+                             "generation 0 is method ce")
+    elif gen is not None and not (_is_int(gen) and gen == 0):
+        raise ValueError(f"{where}.gen: only sd has generations; {name} runs are "
+                         f"generation 0 (got {gen!r}); remove gen")
+    return Setting(str(name), None if param is None else float(param), int(gen or 0))
+
+
+def _entry(raw: Any, i: int, sd_gen: int) -> LiteratureClaim:
+    where = f"claims[{i}]"
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: an entry is a mapping with keys {list(_ENTRY_KEYS)}")
+    missing = [k for k in _ENTRY_KEYS if k not in raw]
+    unknown = sorted(set(raw) - set(_ENTRY_KEYS))
+    if missing or unknown:
+        raise ValueError(f"{where}: missing key(s) {missing}, unknown key(s) {unknown}; an "
+                         f"entry has exactly {list(_ENTRY_KEYS)}")
+    for key in ("id", "text", "source"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise ValueError(f"{where}.{key}: must be a non-empty string")
+    if raw["id"] in CLAIMS:
+        raise ValueError(f"{where}.id: {raw['id']!r} is a paper claim id ({', '.join(CLAIMS)}); "
+                         "choose another")
+    if raw["kind"] not in LITERATURE_KINDS:
+        raise ValueError(f"{where}.kind: {raw['kind']!r} is not one of "
+                         f"{', '.join(LITERATURE_KINDS)}")
+    a, b = (_setting(raw[k], f"{where}.{k}", sd_gen) for k in ("a", "b"))
+    if a == b:
+        raise ValueError(f"{where}: a and b are the same setting ({a.spelled})")
+    return LiteratureClaim(raw["id"], raw["text"], raw["source"], raw["kind"], a, b)
+
+
+def parse_literature(entries: Sequence[Mapping[str, Any]] | None,
+                     cfg: CheckConfig) -> list[LiteratureClaim]:
+    """The config's ``claims`` list, validated up front (methods §6); None or [] gives [].
+
+    ValueError, naming the key, for: an unknown method (``claims[i].a.method``, with the
+    known names), ``param`` given for an unswept method or missing for a swept one
+    (``claims[i].b.param``), ``gen`` other than 0 for a method that is not SD, an unknown
+    ``kind``, a or b the same setting, an id that repeats or is a paper claim id."""
+    out: list[LiteratureClaim] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(entries or []):
+        claim = _entry(raw, i, cfg.sd_gen)
+        if claim.id in seen:
+            raise ValueError(f"claims[{i}].id: duplicate id {claim.id!r} (also "
+                             f"claims[{seen[claim.id]}]); ids must be unique")
+        seen[claim.id] = i
+        out.append(claim)
+    return out
+
+
+def tost_power(delta: float, sd: float, n: int, margin: float, alpha: float) -> float:
+    """P(TOST at level ``alpha`` declares |mean| < ``margin``) for n per-seed values drawn
+    from N(``delta``, ``sd``²), exact: with S the sample sd, the mean is N(δ, σ²/n)
+    independent of U = √(n − 1)·S/σ ~ χ(n − 1), and TOST rejects iff
+    |mean| < margin − t_{1−α, n−1}·S/√n; the probability over the mean is integrated
+    against the χ density of U (``scipy.integrate.quad``)."""
+    df, se = n - 1, sd / math.sqrt(n)
+    crit = float(stats.t.ppf(1 - alpha, df))
+    u_max = math.sqrt(df) * margin / (crit * se)  # beyond it the TOST region is empty
+
+    def inner(u: float) -> float:
+        half = margin - crit * se * u / math.sqrt(df)
+        inside = stats.norm.cdf((half - delta) / se) - stats.norm.cdf((-half - delta) / se)
+        return float(inside * stats.chi.pdf(u, df))
+
+    return float(integrate.quad(inner, 0.0, u_max, epsabs=1e-13, epsrel=1e-11,
+                                limit=200)[0])
+
+
+def equivalence_mde(sd: float, n: int, margin: float, alpha: float, power: float) -> float:
+    """The equivalence analogue of :func:`mde` (methods §6, literature ``equivalent``):
+    the largest true |mean| δ < ``margin`` that TOST at level ``alpha`` (each one-sided
+    test) still declares equivalent with probability ``power`` (:func:`tost_power`, σ the
+    sample sd). NaN under 2 seeds, without spread, or when even δ = 0 falls short of
+    ``power`` (too few seeds or too much noise to show equivalence at this margin)."""
+    if n < 2 or not (np.isfinite(sd) and sd > 0) or margin <= 0:
+        return math.nan
+
+    def excess(delta: float) -> float:
+        return tost_power(delta, sd, n, margin, alpha) - power
+
+    if excess(0.0) < 0:
+        return math.nan
+    if excess(margin) >= 0:
+        return float(margin)
+    return float(optimize.brentq(excess, 0.0, margin, xtol=1e-12, rtol=1e-12))
+
+
+def literature_evidence(test: pd.DataFrame, claim: LiteratureClaim,
+                        cfg: CheckConfig) -> Evidence:
+    """The paired per-seed difference of test accuracy a − b (pp) on the seeds both
+    settings have (:func:`paired`, as claims 1a and 4); deciding, contradicting and
+    equivalence statistic at once. A setting without runs makes it untestable with the
+    problem "not run: <setting>"."""
+    runs = {"a": claim.a.runs(test), "b": claim.b.runs(test)}
+    d = paired(claim.statistic, _by_seed(runs["a"]), _by_seed(runs["b"]), cfg)
+    absent = [s.spelled for s, k in ((claim.a, "a"), (claim.b, "b")) if runs[k].empty]
+    if absent:
+        return Evidence(claim.id, d, [d], [], f"{claim.id}: {claim.statistic} not run",
+                        equivalent=[d], problems=[f"not run: {', '.join(absent)}"])
+    summary = f"{claim.id}: {claim.statistic} {d.value:+.2f} pp ({d.positive}/{d.n} seeds)"
+    return Evidence(claim.id, d, [d], [describe(d)], summary, equivalent=[d])
+
+
+def _equivalent_rule(ev: Evidence, p_holm: float, p_tost: float,
+                     cfg: CheckConfig) -> tuple[str, str]:
+    """``kind: equivalent``: supported when the Holm-adjusted TOST p < α; contradicted
+    when the t interval lies entirely outside ±margin (low > margin or high < −margin);
+    inconclusive otherwise, and whenever the difference cannot be tested."""
+    s, m, c = ev.main, cfg.margin_pp, f"{100 * cfg.confidence:g} %"
+    if s is None:
+        return "inconclusive", "nothing to test"
+    if ev.problems or not s.usable:
+        return "inconclusive", "; ".join(ev.problems) or describe(s)
+    if p_holm < cfg.alpha:
+        return "supported", (f"Holm-adjusted TOST p = {p_holm:.2g} < {cfg.alpha:.2g}: "
+                             f"within ±{m:g} pp (TOST p = {p_tost:.2g})")
+    if s.low > m or s.high < -m:
+        return "contradicted", (f"the {c} interval [{s.low:+.3f}, {s.high:+.3f}] lies "
+                                f"outside ±{m:g} pp")
+    return "inconclusive", (f"Holm-adjusted TOST p = {p_holm:.2g} ≥ {cfg.alpha:.2g} and the "
+                            f"{c} interval overlaps ±{m:g} pp")
+
+
+def _equivalence_note(s: Stat, size_alpha: float, size: float, cfg: CheckConfig) -> str:
+    power = f"{100 * cfg.power:g} %"
+    if np.isfinite(size):
+        return (f"TOST at α = {size_alpha:.2g} declares equivalence with {power} power for "
+                f"true differences up to ±{size:.3g} pp")
+    return (f"TOST at α = {size_alpha:.2g} cannot reach {power} power at ±{cfg.margin_pp:g} "
+            f"pp with these {s.n} seeds and this spread, even at a true difference of 0")
+
+
+def literature_rows(metrics: pd.DataFrame, literature: Sequence[LiteratureClaim],
+                    cfg: CheckConfig) -> list[dict[str, Any]]:
+    """Rows of the literature claims of one dataset × arch (methods §6), in entry order.
+
+    Their p-values form their own Holm family, separate from claims 1a-4. The p entering
+    Holm (``p_value``): for ``beats`` the claim's p as for claims 1a/4 (:func:`claim_p`),
+    for ``equivalent`` the TOST p; NaN for an untestable entry. ``beats`` is decided by
+    :func:`decide` (supported / contradicted / no effect / inconclusive, as claims 1a and
+    4), ``equivalent`` by :func:`_equivalent_rule`. ``mde`` at Holm's strictest level
+    α/m (m: the testable entries here, plus the row's own when untestable): for ``beats``
+    :func:`mde`, for ``equivalent`` :func:`equivalence_mde` (the largest true difference
+    still declared equivalent with probability ``compare.power``)."""
+    test = metrics[metrics["split"] == "test"]
+    evidence = [literature_evidence(test, c, cfg) for c in literature]
+    tost = [equivalence_p(ev, cfg) for ev in evidence]
+    p = [t if c.kind == "equivalent" else claim_p(ev)
+         for c, ev, t in zip(literature, evidence, tost, strict=True)]
+    adjusted = holm(p)
+    tested = int(np.isfinite(p).sum())
+    rows = []
+    for c, ev, pi, q, t in zip(literature, evidence, p, adjusted, tost, strict=True):
+        size_alpha = cfg.alpha / (tested + (0 if np.isfinite(pi) else 1))
+        if c.kind == "beats":
+            verdict, reason = decide(ev, float(q), cfg, t)
+            rows.append(_row(ev, verdict, reason, pi, float(q), t, size_alpha, cfg, c.text))
+            continue
+        s = ev.main
+        size = (equivalence_mde(s.sd, s.n, cfg.margin_pp, size_alpha, cfg.power)
+                if s is not None and s.usable else math.nan)
+        if s is not None and s.usable:
+            ev.notes.append(_equivalence_note(s, size_alpha, size, cfg))
+        verdict, reason = _equivalent_rule(ev, float(q), t, cfg)
+        rows.append({**_row(ev, verdict, reason, pi, float(q), t, size_alpha, cfg, c.text),
+                     "mde": size})
+    return rows
+
+
 def _detail(reason: str, notes: Sequence[str]) -> str:
     """The verdict's reason first, then the notes it does not already contain."""
     return "; ".join([reason, *(n for n in notes if n not in reason)])
 
 
 def _row(ev: Evidence, verdict: str, reason: str, p: float, p_holm: float, p_tost: float,
-         size_alpha: float, cfg: CheckConfig) -> dict[str, Any]:
+         size_alpha: float, cfg: CheckConfig, text: str = "") -> dict[str, Any]:
     s = ev.main
     value = s.value if s is not None else ev.value
     size = mde(s.sd, s.n, size_alpha, cfg.power) if s is not None else math.nan
@@ -658,7 +939,8 @@ def _row(ev: Evidence, verdict: str, reason: str, p: float, p_holm: float, p_tos
             "p_value": p, "p_holm": p_holm, "mde": size,
             "sign_count": s.positive if s else None, "unit": s.unit if s else "share of runs",
             "statistic": s.name if s else "E3 runs with finite accuracy, NLL and ECE",
-            "summary": f"{ev.summary}, {verdict}", "claim_text": CLAIM_TEXT[ev.claim],
+            "summary": f"{ev.summary}, {verdict}",
+            "claim_text": text or CLAIM_TEXT[ev.claim],
             "p_tost": p_tost, "mde_alpha": size_alpha if s is not None else math.nan,
             "mde_power": cfg.power if s is not None else math.nan,
             "verdict_last": "", "value_last": math.nan}
@@ -699,12 +981,17 @@ def _check_metrics(metrics: pd.DataFrame, what: str) -> None:
                          "(methods §7 tidy table)")
 
 
-def _table(metrics: pd.DataFrame, cfg: CheckConfig,
-           matched: pd.DataFrame | None) -> pd.DataFrame:
+def _table(metrics: pd.DataFrame, cfg: CheckConfig, matched: pd.DataFrame | None,
+           literature: Sequence[LiteratureClaim] = ()) -> pd.DataFrame:
+    """The paper's rows of every dataset × arch, then (when given) the literature rows of
+    every dataset × arch in the same order: the paper's rows are a prefix of the table."""
     rows = []
     for dataset, arch in pairs(metrics):
         here = None if matched is None else one_pair(matched, dataset, arch)
         for row in _pair_rows(one_pair(metrics, dataset, arch), cfg, here):
+            rows.append({"dataset": dataset, "arch": arch, **row})
+    for dataset, arch in pairs(metrics) if literature else []:
+        for row in literature_rows(one_pair(metrics, dataset, arch), literature, cfg):
             rows.append({"dataset": dataset, "arch": arch, **row})
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     return table.astype({"claim": str, "n_seeds": "Int64", "sign_count": "Int64"})
@@ -712,9 +999,10 @@ def _table(metrics: pd.DataFrame, cfg: CheckConfig,
 
 def evaluate(metrics: pd.DataFrame, compare: Mapping[str, Any],
              matched: pd.DataFrame | None = None,
-             metrics_last: pd.DataFrame | None = None) -> pd.DataFrame:
+             metrics_last: pd.DataFrame | None = None, *,
+             literature: Sequence[Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """One row per dataset × arch × methods §1 claim (methods §6), columns ``CLAIM_COLUMNS``,
-    ``claim`` one of ``CLAIMS``.
+    ``claim`` one of ``CLAIMS``; then one row per dataset × arch × literature entry.
 
     ``metrics`` has the ``results/metrics.csv`` columns (methods §7, best-validation
     checkpoints); ``compare`` is the config's ``compare`` block. ``matched`` (optional):
@@ -723,18 +1011,26 @@ def evaluate(metrics: pd.DataFrame, compare: Mapping[str, Any],
     of ``metrics``) instead of the nearest sweep point. ``metrics_last`` (optional):
     results/metrics_last.csv; the same rules on the last epoch's weights fill
     ``verdict_last`` and ``value_last`` (empty and NaN without it).
+
+    ``literature`` (optional): the config's ``claims`` list, validated up front by
+    :func:`parse_literature` (ValueError naming the key). Its rows follow all the paper's
+    rows, ``claim`` the entry's id, ``claim_text`` its text, ``statistic`` "a − b" with
+    the methods' labels; they are decided by :func:`literature_rows` in their own Holm
+    family per dataset × arch, so the paper's rows, Holm p-values and verdicts are the
+    same with or without entries. None or [] gives exactly the paper's table.
     """
     cfg = CheckConfig.from_compare(compare)
+    entries = parse_literature(literature, cfg)
     _check_metrics(metrics, "metrics")
     if matched is not None:
         missing = [c for c in MATCHED_KEYS if c not in matched.columns]
         if missing:
             raise ValueError(f"matched: missing columns {missing}; pass "
                              "results/matched/matched.csv (written by the matching rounds)")
-    table = _table(metrics, cfg, matched)
+    table = _table(metrics, cfg, matched, entries)
     if metrics_last is not None:
         _check_metrics(metrics_last, "metrics_last")
-        last = _table(metrics_last, cfg, matched).set_index(["dataset", "arch", "claim"])
+        last = _table(metrics_last, cfg, matched, entries).set_index(["dataset", "arch", "claim"])
         key = pd.MultiIndex.from_frame(table[["dataset", "arch", "claim"]])
         table["verdict_last"] = last["verdict"].reindex(key).fillna("").to_numpy()
         table["value_last"] = last["value"].reindex(key).to_numpy(float)
@@ -848,9 +1144,55 @@ def _best_last_section(best_last: pd.DataFrame | None, cfg: CheckConfig) -> str:
             + markdown_table(header, rows, 3) + "\n")
 
 
+def _difference_cell(r: Any) -> str:
+    if not np.isfinite(r.value):
+        return "–"
+    return f"{r.value:+.3f}" + (f" [{r.low:+.3f}, {r.high:+.3f}]" if np.isfinite(r.low) else "")
+
+
+def _literature_section(table: pd.DataFrame, literature: Sequence[LiteratureClaim],
+                        cfg: CheckConfig, with_last: bool) -> str:
+    """claims.md's "Literature claims" section (methods §6); empty without entries."""
+    if not literature:
+        return ""
+    by_id = {c.id: c for c in literature}
+    c, m, a = f"{100 * cfg.confidence:g} %", cfg.margin_pp, cfg.alpha
+    rows = [[r.dataset, r.arch, r.claim, r.claim_text, by_id[r.claim].source,
+             f"**{r.verdict}**", *([r.verdict_last or "–"] if with_last else []),
+             _difference_cell(r), _num(r.n_seeds, "d"), _num(r.p_holm, ".2g"),
+             _num(r.p_tost, ".2g")] for r in table.itertuples()]
+    header = ["dataset", "arch", "id", "claim", "source", "verdict",
+              *(["last epoch"] if with_last else []), f"a − b (pp, {c} interval)", "seeds",
+              "Holm p", "TOST p"]
+    details = "\n".join(
+        f"- {r.dataset} / {r.arch}, {r.claim} ({by_id[r.claim].kind}: {r.statistic}, "
+        f"{r.verdict}): {r.detail}"
+        + (f"; MDE {_mde_cell(r)}" if by_id[r.claim].kind == "beats"
+           and np.isfinite(r.mde) else "") for r in table.itertuples())
+    return f"""## Literature claims
+
+The config's `claims` entries (methods §6): the paired per-seed difference of test accuracy
+a − b (pp) on the seeds both settings have. The entries of one dataset × arch form their
+own Holm family, apart from claims 1a-4, whose verdicts they never change.
+**beats**, as claims 1a and 4: *supported* when the {c} interval lies above 0 and the Holm p
+< {a:.2g}, *contradicted* when it lies below 0 and the Holm p < {a:.2g}, *no effect* when
+TOST p < {a:.2g} (the {100 * (1 - 2 * a):g} % interval within ±{m:g} pp), else
+*inconclusive*. **equivalent**: the TOST p enters Holm; *supported* when its Holm-adjusted
+value is below {a:.2g}, *contradicted* when the {c} interval lies entirely outside ±{m:g} pp,
+else *inconclusive*. A setting that was not run leaves an entry *inconclusive*.
+
+{markdown_table(header, rows, 6 + with_last)}
+{details}
+
+"""
+
+
 def _markdown(table: pd.DataFrame, cfg: CheckConfig,
-              best_last: pd.DataFrame | None = None) -> str:
+              best_last: pd.DataFrame | None = None,
+              literature: Sequence[LiteratureClaim] = ()) -> str:
     with_last = best_last is not None
+    is_paper = table["claim"].isin(CLAIMS)
+    table, lit_table = table[is_paper], table[~is_paper]
     rows = [[r.dataset, r.arch, f"{r.claim}. {r.claim_text}", f"**{r.verdict}**",
              *([r.verdict_last or "–"] if with_last else []),
              _value_cell(r), _interval_cell(r), _num(r.p_holm, ".2g"), _num(r.p_tost, ".2g"),
@@ -862,6 +1204,7 @@ def _markdown(table: pd.DataFrame, cfg: CheckConfig,
               "seeds"]
     return ("# Claims check (methods §6)\n\n" + _summary_lines(table) + "\n\n"
             + markdown_table(header, rows, 4) + "\n" + _best_last_section(best_last, cfg)
+            + _literature_section(lit_table, literature, cfg, with_last)
             + "## Details\n\n" + details + "\n\n" + _notes(cfg, table))
 
 
@@ -881,21 +1224,32 @@ def _given(path: str | Path | None) -> Path | None:
 def render_claims(metrics_path: str | Path, md_out: str | Path, csv_out: str | Path,
                   sidecar: str | Path, compare: Mapping[str, Any],
                   matched_path: str | Path | None = None,
-                  metrics_last_path: str | Path | None = None) -> pd.DataFrame:
+                  metrics_last_path: str | Path | None = None,
+                  literature: Sequence[Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """Write ``claims.csv``, ``claims.md`` and the sidecar from :func:`evaluate` (methods §6).
 
     ``matched_path`` (results/matched/matched.csv) and ``metrics_last_path``
     (results/metrics_last.csv) are optional: None or a missing file means not given.
+    ``literature``: the config's ``claims`` list (passed to :func:`evaluate`); with entries
+    claims.md gains a "Literature claims" section and the sidecar records them; None or
+    [] leaves every output as without it.
     """
     started = time.perf_counter()
+    cfg = CheckConfig.from_compare(compare)
+    entries = parse_literature(literature, cfg)
     matched, last = _given(matched_path), _given(metrics_last_path)
     metrics = read_metrics(metrics_path)
     last_df = read_metrics(last) if last else None
-    table = evaluate(metrics, compare, read_matched(matched) if matched else None, last_df)
+    table = evaluate(metrics, compare, read_matched(matched) if matched else None, last_df,
+                     literature=literature)
     best_last = best_vs_last(metrics, last_df, compare) if last_df is not None else None
     write_csv(csv_out, _records(table), CLAIM_COLUMNS)
-    write_text(md_out, _markdown(table, CheckConfig.from_compare(compare), best_last))
+    write_text(md_out, _markdown(table, cfg, best_last, entries))
     inputs = [metrics_path, *(p for p in (last, matched) if p)]
-    write_sidecar(sidecar, inputs, {"compare": dict(compare)}, started, [md_out, csv_out])
+    params: dict[str, Any] = {"compare": dict(compare)}
+    if entries:
+        params["claims"] = [{k: dict(v) if isinstance(v, Mapping) else v for k, v in e.items()}
+                            for e in literature or []]
+    write_sidecar(sidecar, inputs, params, started, [md_out, csv_out])
     log.info("claims: %s", table["verdict"].value_counts().to_dict())
     return table

@@ -6,4 +6,5 @@ to_rule_log(snakemake.log[0])
 out = snakemake.output
 render_claims(snakemake.input.metrics, out.md, out.csv, out.sidecar,
               compare=dict(snakemake.params.compare), matched_path=(snakemake.input.matched or [None])[0],
-              metrics_last_path=snakemake.input.metrics_last)
+              metrics_last_path=snakemake.input.metrics_last,
+              literature=list(snakemake.params.claims))
