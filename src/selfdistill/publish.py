@@ -18,12 +18,15 @@ from pathlib import Path
 
 from .io import write_text
 
-__all__ = ["PUBLISHED", "publish"]
+__all__ = ["OPTIONAL", "PUBLISHED", "publish"]
 
 # Figures as PNG (PDFs stay local), the Markdown tables and the claims check.
 PUBLISHED = ("e1_generations.png", "e2_entropy_accuracy.png", "e4_reliability.png",
              "e5_beta_sensitivity.png", "claims.md", "claims.csv", "e3_methods.md",
              "e2_matched_entropy.md")
+OPTIONAL = ("e6_teacher_free.png", "e6_teacher_free_table.md")
+"""E6 (methods §5), published when the run rendered it (an experiment with the teacher-free
+family)."""
 
 
 def _source(figures: Path) -> dict[str, str]:
@@ -38,8 +41,10 @@ def _source(figures: Path) -> dict[str, str]:
 
 
 def publish(figures: str | Path, results: str | Path, out: str | Path,
-            wall_s: float | None = None) -> list[Path]:
-    """Copy :data:`PUBLISHED` from ``figures`` into ``out`` and write its README.md."""
+            wall_s: float | None = None,
+            configfiles: Sequence[str] = ("config/config.yaml",)) -> list[Path]:
+    """Copy :data:`PUBLISHED` (and those of :data:`OPTIONAL` the run has) from ``figures``
+    into ``out`` and write its README.md, naming the run's ``configfiles``."""
     figures, out = Path(figures), Path(out)
     missing = [n for n in PUBLISHED if not (figures / n).exists()]
     if missing:
@@ -47,16 +52,20 @@ def publish(figures: str | Path, results: str | Path, out: str | Path,
                                 f"before publishing.")
     out.mkdir(parents=True, exist_ok=True)
     copied = []
-    for name in PUBLISHED:
+    names = [*PUBLISHED, *(n for n in OPTIONAL if (figures / n).exists())]
+    for name in names:
         shutil.copyfile(figures / name, out / name)
         copied.append(out / name)
     src = _source(figures)
     n_rows = sum(1 for _ in open(Path(results) / "metrics.csv")) - 1
     wall = f"{wall_s:.0f} s" if wall_s is not None else "not recorded"
-    write_text(out / "README.md", f"""# The published default run
+    extra = [f for f in configfiles if f != "config/config.yaml"]
+    what = ("default run" if not extra else f"run of {', '.join(f'`{f}`' for f in extra)}")
+    flags = "".join(f" --configfile {f}" for f in extra)
+    write_text(out / "README.md", f"""# The published {what}
 
-Produced by `snakemake --cores 2 all` on the default config (`config/config.yaml`),
-then copied here by `snakemake --cores 2 publish`. Regenerate both to refresh.
+Produced by `snakemake --cores 2 all{flags}` (on top of the default `config/config.yaml`),
+then copied here by `snakemake --cores 2 publish{flags}`. Regenerate both to refresh.
 
 | | |
 |---|---|
@@ -66,7 +75,7 @@ then copied here by `snakemake --cores 2 publish`. Regenerate both to refresh.
 | wall time of `all` | {wall} |
 | rows of results/metrics.csv | {n_rows} |
 
-Files: {', '.join(f'[{n}]({n})' for n in PUBLISHED)}.
+Files: {', '.join(f'[{n}]({n})' for n in names)}.
 """)
     return copied
 

@@ -19,6 +19,7 @@ if _SRC.is_dir():
 from selfdistill import download as D
 from selfdistill import grid as G
 from selfdistill import matching as M
+from selfdistill.methods import PAPER_METHODS
 from selfdistill import workdir as W
 from selfdistill.io import read_json
 from selfdistill.methods import METHODS
@@ -122,6 +123,14 @@ FIGURE_FILES = (
     )
     + expand("figures/claims.{ext}", ext=["md", "csv", "json"])
 )
+# E6 (methods §5): only where an experiment lists methods beyond the paper's five
+TEACHER_FREE = any(set(e["methods"]) - set(PAPER_METHODS) for e in G.experiments(config))
+if TEACHER_FREE:
+    FIGURE_FILES += expand("figures/e6_teacher_free.{ext}", ext=["png", "pdf", "json"]) + expand(
+        "figures/e6_teacher_free_table.{ext}", ext=["csv", "md", "tex", "json"]
+    )
+# where `snakemake publish` copies a finished run (docs/results/ for the default)
+PUBLISH_DIR = config.get("publish_dir", "docs/results")
 
 
 def one_of(names):

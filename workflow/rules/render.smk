@@ -28,6 +28,7 @@ rule render_claims:
         "../../envs/selfdistill.yaml"
     params:
         compare=config["compare"],
+        claims=config.get("claims", []),
     script:
         "../scripts/render_claims.py"
 
@@ -147,6 +148,37 @@ rule render_e5:
         "../scripts/render_e5.py"
 
 
+rule render_e6:
+    input:
+        metrics="results/metrics.csv",
+        claims="figures/claims.csv",
+    output:
+        png=report(
+            "figures/e6_teacher_free.png",
+            caption="../report/e6_teacher_free.rst",
+            category="7. E6 teacher-free family",
+        ),
+        pdf="figures/e6_teacher_free.pdf",
+        sidecar="figures/e6_teacher_free.json",
+        table_csv=report(
+            "figures/e6_teacher_free_table.csv",
+            caption="../report/e6_teacher_free.rst",
+            category="7. E6 teacher-free family",
+        ),
+        table_md="figures/e6_teacher_free_table.md",
+        table_tex="figures/e6_teacher_free_table.tex",
+        table_sidecar="figures/e6_teacher_free_table.json",
+    log:
+        "logs/render/render_e6.log",
+    localrule: True
+    conda:
+        "../../envs/selfdistill.yaml"
+    params:
+        compare=config["compare"],
+    script:
+        "../scripts/render_e6.py"
+
+
 # Not part of `all`: copies the figures, tables and claims check of a finished run into
 # docs/results/ (tracked), with the commit and date they came from, for the README.
 rule publish:
@@ -155,11 +187,14 @@ rule publish:
         metrics="results/metrics.csv",
         claims="figures/claims.json",
     output:
-        readme="docs/results/README.md",
+        readme=f"{PUBLISH_DIR}/README.md",
     log:
         "logs/render/publish.log",
     localrule: True
     conda:
         "../../envs/selfdistill.yaml"
+    params:
+        # the config files of the run, in load order (config/config.yaml first)
+        configfiles=[os.path.relpath(str(f)) for f in workflow.configfiles],
     script:
         "../scripts/publish.py"
