@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .bench import flops_per_image
 from .grid import experiment_runs, experiments
+from .methods import METHODS
 from .models import build_model
 
 __all__ = ["AUXILIARY_FORWARDS", "EVAL_BATCH", "H200_PEAK", "OUTSIDE_AUTOCAST", "SECONDS_PER_OP",
@@ -67,7 +68,7 @@ SECONDS_PER_OP = 5e-6
 """Assumed host cost of one dispatched operator in eager PyTorch on a fast host CPU
 (dispatch + kernel launch); the GPU cannot finish a step faster than its operators launch."""
 
-AUXILIARY_FORWARDS = {"sd": 1, "bs": 1, "tfkd_self": 1, "cskd": 1}
+AUXILIARY_FORWARDS = {m.name: m.extra_forwards for m in METHODS.values() if m.extra_forwards}
 """Extra forward passes per training image: SD's teacher (methods §3.4; generation 0 is the
 CE run), BS's EMA ranking network (methods §3.5), Tf-KD_self's CE teacher (§3.7), CS-KD's
 same-class partner (§3.9, a train-mode forward without backward). Zipf's dense votes

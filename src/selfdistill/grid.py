@@ -26,11 +26,10 @@ from typing import Any
 from .methods import METHODS, PAPER_METHODS, SWEPT
 
 __all__ = ["ARCH_SPATIAL_DIMS", "BUNDLE_MODES", "CHAIN", "MATCHED_PATTERN", "NO_PARAM",
-           "RESERVED_NAMES", "RUN_PATTERN", "Run",
-           "bundle_parts", "coerce_config", "csv_param", "data_dir", "experiment_runs",
-           "experiments", "find_experiment", "grid", "matched_dir", "parse_param", "path_param",
-           "run_dir",
-           "run_params", "run_pattern", "teacher_of", "validate_config"]
+           "RESERVED_NAMES", "RUN_PATTERN", "bundle_parts", "coerce_config", "csv_param",
+           "data_dir", "experiment_runs", "experiments", "find_experiment", "grid", "matched_dir",
+           "method_schemas", "parse_param", "path_param", "Run", "run_dir", "run_params",
+           "run_pattern", "teacher_of", "validate_config"]
 
 NO_PARAM = "none"
 RUN_PATTERN = "{root}/{dataset}/{arch}/{method}/{param}/seed{seed}/gen{gen}"
@@ -173,12 +172,30 @@ ARCH_SPATIAL_DIMS: dict[str, tuple[int, ...]] = {
 _INPUT_KIND = {1: "signals [C, L]", 2: "images [C, H, W]"}
 
 
+def method_schemas() -> dict[str, dict[str, Any]]:
+    """JSON schema of each ``methods.<name>`` block, derived from the registry
+    (:meth:`selfdistill.methods.Method.schema_block`); the workflow adds it to the schema
+    file's ``methods`` before it checks a config."""
+    return {m.name: m.schema_block() for m in METHODS.values()}
+
+
+def _check_method_blocks(config: Mapping[str, Any]) -> None:
+    """``methods.<name>``: a registered method whose keys are its options (the registry's
+    message names the unknown key and the accepted ones)."""
+    for name, block in (config.get("methods") or {}).items():
+        if name not in METHODS:
+            raise ValueError(f"methods.{name}: no such method; known methods: "
+                             f"{', '.join(METHODS)} (methods §3). Rename or remove the block.")
+        METHODS[name].resolve(block)
+
+
 def validate_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks the JSON schema cannot express, run before any job: each experiment
     block, each dataset block it uses (:func:`selfdistill.sources.validate_dataset`) and the
     fit of its architecture to that dataset's inputs. Errors name the key and the fix."""
     from .sources import validate_dataset
 
+    _check_method_blocks(config)
     seen: set[tuple[str, str]] = set()
     reserved = sorted(set(config["datasets"]) & set(RESERVED_NAMES))
     if reserved:

@@ -90,6 +90,11 @@ class Method:
     # a non-SD method with a teacher: the method of the seed's run whose model.pt it reads
     # (Tf-KD_self: "ce", the seed's generation 0, as SD generation 1's teacher)
     teacher: str | None = None
+    # how it is drawn in every figure (seaborn "colorblind" palette entries) and the extra
+    # forward passes per training image besides the student's (selfdistill.cost)
+    color: str = "#555555"
+    marker: str = "o"
+    extra_forwards: int = 0
 
     @property
     def objective(self) -> type[Objective]:
@@ -122,6 +127,30 @@ class Method:
         return tuple(p.name for p in inspect.signature(self.objective).parameters.values()
                      if p.default is p.empty and p.name != self.swept
                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+    def schema_block(self) -> dict[str, Any]:
+        """The JSON schema of the block ``methods.<name>``, derived from :meth:`options` and
+        ``ranges``: each option typed by its default (boolean, string with its choices, or
+        number within its Range). No defaults (the code holds them) and unknown keys allowed
+        here: :meth:`resolve` names them with the accepted ones."""
+        props: dict[str, Any] = {}
+        for option, default in self.options().items():
+            allowed = self.ranges.get(option, Range())
+            if isinstance(default, bool):
+                spec: dict[str, Any] = {"type": "boolean"}
+            elif isinstance(default, str) or allowed.choices:
+                spec = {"type": "string", **({"enum": list(allowed.choices)}
+                                             if allowed.choices else {})}
+            else:
+                spec = {"type": "number"}
+                if allowed.low is not None:
+                    spec["exclusiveMinimum" if allowed.low_open else "minimum"] = allowed.low
+                if allowed.high is not None:
+                    spec["exclusiveMaximum" if allowed.high_open else "maximum"] = allowed.high
+            props[option] = {**spec, "description": f"methods §{self.section} {self.label} "
+                                                    f"{option}, allowed {allowed}"}
+        return {"type": ["object", "null"], "description": f"methods §{self.section}",
+                "properties": props}
 
     def resolve(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """The block ``methods.<name>`` with every option's default filled in; unknown keys
@@ -164,16 +193,16 @@ _WEIGHT_RISK = NanRisk(Range(0, 1), "outside [0, 1] one term of the loss gets a 
 
 METHODS: dict[str, Method] = {
     m.name: m for m in (
-        Method("ce", "CE", "CrossEntropy", "cross_entropy", None, None, "3.1"),
+        Method("ce", "CE", "CrossEntropy", "cross_entropy", None, None, "3.1", color="#555555", marker="o"),
         Method("ls", "LS", "LabelSmoothing", "label_smoothing", "eps", "ε", "3.2",
                ranges={"eps": Range(0, 1, high_open=True),  # 1-ε on y stays positive
                        "spread": Range(choices=("others", "uniform"))},
                nan_risks={"eps": NanRisk(Range(0, 0.99), "the target puts 1-ε on the label, so "
-                                         "near 1 the label is all but ignored")}),
+                                         "near 1 the label is all but ignored")}, color="#0173B2", marker="s"),
         Method("er", "ER", "EntropyRegularization", "entropy_regularized", "beta", "β", "3.3",
                ranges={"beta": Range(0)},  # β < 0 would reward confidence
                nan_risks={"beta": NanRisk(Range(0, 1), "CE - β·H(p): a large β outweighs the "
-                                          "label and scales the gradients by β")}),
+                                          "label and scales the gradients by β")}, color="#DE8F05", marker="^"),
         Method("sd", "SD", "SelfDistillation", "self_distillation", None, None, "3.4",
                ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True)},
                nan_risks={"temperature": NanRisk(Range(1e-3), "q = softmax(z/T) divides the "
@@ -182,20 +211,21 @@ METHODS: dict[str, Method] = {
                           "alpha": NanRisk(Range(0, 1), "outside [0, 1] one term of the loss "
                                            "gets a negative weight: unbounded below")},
                nan_note="non-finite teacher logits (its weights are checked finite when "
-                        "loaded; an overflow inside the teacher on these inputs remains)"),
+                        "loaded; an overflow inside the teacher on these inputs remains)", color="#029E73", marker="D", extra_forwards=1),
         Method("bs", "BS", "BetaSmoothing", "beta_smoothing", "a", "a", "3.5",
                ranges={"a": Range(0, low_open=True),  # Beta(a, 1) needs a > 0
-                       "alpha": Range(0, 1), "ema_cap": Range(0, 1)},
+                       "alpha": Range(0, 1),
+                       "ema_cap": Range(0, 1, low_open=True, high_open=True)},
                nan_risks={"a": NanRisk(Range(1e-3), "the Beta(a, 1) draws are U^(1/a): a <= 0 "
                                        "gives label weights above 1 (loss unbounded below)"),
                           "alpha": NanRisk(Range(0, 1), "outside [0, 1] one term of the loss "
-                                           "gets a negative weight: unbounded below")}),
+                                           "gets a negative weight: unbounded below")}, color="#CC78BC", marker="v", extra_forwards=1),
         # the teacher-free family (methods §3.6-3.11): run only where an experiment lists them
         Method("tfkd_reg", "Tf-KD(reg)", "TeacherFreeKD", "tfkd_reg", None, None, "3.6",
                ranges={"a": Range(0, 1), "temperature": Range(0, low_open=True),
                        "alpha": Range(0, 1), "multiplier": Range(0),
                        "form": Range(choices=("code", "paper"))},
-               nan_risks={"alpha": _WEIGHT_RISK}),
+               nan_risks={"alpha": _WEIGHT_RISK}, color="#D55E00", marker="P"),
         Method("tfkd_self", "Tf-KD(self)", "TeacherFreeSelfKD", "tfkd_self", None, None,
                "3.7", ranges={"alpha": Range(0, 1), "temperature": Range(0, low_open=True),
                               "multiplier": Range(0)},
@@ -203,19 +233,19 @@ METHODS: dict[str, Method] = {
                           "temperature": NanRisk(Range(1e-3), "the teacher's and the student's "
                                                  "logits are divided by T, which overflows "
                                                  "float32 for a tiny T")},
-               nan_note="non-finite teacher logits", teacher="ce"),
+               nan_note="non-finite teacher logits", teacher="ce", color="#56B4E9", marker="X", extra_forwards=1),
         Method("pskd", "PS-KD", "ProgressiveSelfKD", "pskd", None, None, "3.8",
                ranges={"alpha_T": Range(0, 1)},
                nan_risks={"alpha_T": NanRisk(Range(0, 1), "outside [0, 1] the target gets a "
-                                             "negative weight: unbounded below")}),
+                                             "negative weight: unbounded below")}, color="#CA9161", marker="h"),
         Method("cskd", "CS-KD", "ClassWiseKD", "cskd", None, None, "3.9",
                ranges={"temperature": Range(0, low_open=True), "lam": Range(0)},
                nan_risks={"temperature": NanRisk(Range(1e-3), "both softmaxes divide logits by "
-                                                 "T, which overflows float32 for a tiny T")}),
+                                                 "T, which overflows float32 for a tiny T")}, color="#000000", marker="*", extra_forwards=1),
         Method("zipf", "Zipf-LS", "ZipfLabelSmoothing", "zipf", None, None, "3.10",
-               ranges={"lam": Range(0), "power": Range(0)}),
+               ranges={"lam": Range(0), "power": Range(0)}, color="#999933", marker="<"),
         Method("ols", "OLS", "OnlineLabelSmoothing", "ols", None, None, "3.11",
-               ranges={"alpha": Range(0, 1)}, nan_risks={"alpha": _WEIGHT_RISK}),
+               ranges={"alpha": Range(0, 1)}, nan_risks={"alpha": _WEIGHT_RISK}, color="#882255", marker=">"),
     )
 }
 

@@ -36,6 +36,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
+from .methods import METHODS  # noqa: E402
 from .tables import (  # noqa: E402
     DEFAULT_CONFIDENCE,
     METHOD_NAMES,
@@ -61,14 +62,11 @@ __all__ = ["E1_PANELS", "E6_SINGLE", "METHOD_COLORS", "METHOD_MARKERS", "data_li
 
 log = logging.getLogger(__name__)
 
-# Fixed across all figures (seaborn "colorblind" palette entries). The teacher-free family
-# (E6) takes the palette's remaining vermillion, sky blue and brown, black, and Paul Tol's
-# colour-blind-safe olive and wine; its markers differ from all five paper ones as well.
-METHOD_COLORS = {"ce": "#555555", "ls": "#0173B2", "er": "#DE8F05", "sd": "#029E73",
-                 "bs": "#CC78BC", "tfkd_reg": "#D55E00", "tfkd_self": "#56B4E9",
-                 "pskd": "#CA9161", "cskd": "#000000", "zipf": "#999933", "ols": "#882255"}
-METHOD_MARKERS = {"ce": "o", "ls": "s", "er": "^", "sd": "D", "bs": "v", "tfkd_reg": "P",
-                  "tfkd_self": "X", "pskd": "h", "cskd": "*", "zipf": "<", "ols": ">"}
+# Fixed across all figures, from each method's registry entry (seaborn "colorblind" palette
+# entries; the teacher-free family (E6) takes the palette's remaining vermillion, sky blue and
+# brown, black, and Paul Tol's colour-blind-safe olive and wine, with markers of their own).
+METHOD_COLORS = {m.name: m.color for m in METHODS.values()}
+METHOD_MARKERS = {m.name: m.marker for m in METHODS.values()}
 DPI = 150
 _HALO = [patheffects.withStroke(linewidth=2.5, foreground="white")]
 

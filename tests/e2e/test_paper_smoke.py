@@ -18,13 +18,23 @@ import pandas as pd
 import pytest
 import yaml
 
+from selfdistill import grid as G
+from selfdistill.methods import PAPER_METHODS
+
 from ..conftest import copy_workflow, snakemake
 from ..unit.test_download import _Handler, _md5, _sha256, make_cifar10
+from ..workflow.test_dag import load_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ARCHS = ("resnet34", "densenet_bc100")
-METHODS = {"ce", "sd", "ls", "er", "bs"}
+METHODS = set(PAPER_METHODS)
+
+
+def _config(wf):
+    """The smoke run's merged config (the order of its --configfile list)."""
+    return load_config(wf / "config" / "config.yaml", wf / "config" / "paper_smoke.yaml",
+                       wf / "cpu.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +86,8 @@ def test_download_and_prepare_the_real_format(smoke_run, mirror):
 def test_every_method_on_both_paper_networks_is_trained_and_measured(smoke_run):
     df = pd.read_csv(smoke_run / "results" / "metrics.csv", keep_default_na=False)
     networks = df[["arch", "method", "param", "gen"]].drop_duplicates()
-    assert len(networks) == 10 and len(df) == 30  # 5 networks per arch, 3 splits each
+    grid = G.grid(_config(smoke_run))
+    assert len(networks) == len(grid) and len(df) == 3 * len(grid)  # 3 splits each
     for arch in ARCHS:
         assert set(networks.loc[networks.arch == arch, "method"]) == METHODS, arch
     for col in ("accuracy", "nll", "ece", "entropy", "cd_std_max"):
@@ -92,6 +103,6 @@ def test_renders_and_epoch_lines(smoke_run):
     for name in ("e3_methods.md", "claims.csv", "e1_generations.png", "e4_reliability.png"):
         assert (smoke_run / "figures" / name).stat().st_size > 0, name
     logs = list((smoke_run / "logs" / "train").rglob("*.log"))
-    assert len(logs) == 10
+    assert len(logs) == len(G.grid(_config(smoke_run)))
     for log in logs:
         assert " · epoch 1/1 · loss " in log.read_text(), log

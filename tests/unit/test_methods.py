@@ -33,16 +33,58 @@ def test_unknown_method_fails_loudly_listing_the_known():
     assert all(name in str(err.value) for name in METHODS)
 
 
-def test_schema_method_blocks_equal_the_registry():
-    """Per method one block, its keys exactly the options the code reads from the
-    signatures; no defaults in the schema (the code holds them)."""
-    blocks = SCHEMA["properties"]["methods"]["properties"]
+def test_schema_method_blocks_are_derived_from_the_registry():
+    """The schema file writes no per-method block; the workflow's are the registry's
+    (Method.schema_block): per method exactly the options read from the signatures, typed by
+    their defaults and bounded by the registry's ranges, no defaults (the code holds them)."""
+    assert "properties" not in SCHEMA["properties"]["methods"]
+    blocks = G.method_schemas()
     assert set(blocks) == set(METHODS)
-    assert SCHEMA["properties"]["methods"]["additionalProperties"] is False
     for name, block in blocks.items():
-        assert set(block.get("properties", {})) == set(METHODS[name].options()), name
-        assert block["additionalProperties"] is False, name
-        assert all("default" not in spec for spec in block.get("properties", {}).values())
+        props = block["properties"]
+        assert set(props) == set(METHODS[name].options()), name
+        assert all("default" not in spec for spec in props.values())
+        for option, default in METHODS[name].options().items():
+            kind = ("boolean" if isinstance(default, bool) else
+                    "string" if isinstance(default, str) else "number")
+            assert props[option]["type"] == kind, (name, option)
+    assert blocks["ls"]["properties"]["spread"]["enum"] == ["others", "uniform"]
+    assert blocks["sd"]["properties"]["temperature"]["exclusiveMinimum"] == 0
+    assert blocks["sd"]["properties"]["alpha"]["maximum"] == 1
+
+
+def test_workflow_checks_method_blocks_against_the_registry():
+    """A wrong type or bound is the schema's (derived) error; an unknown method or key the
+    registry's, naming the accepted ones."""
+    from jsonschema import Draft202012Validator
+
+    schema = copy.deepcopy(SCHEMA)
+    schema["properties"]["methods"]["properties"] = G.method_schemas()
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert not list(Draft202012Validator(schema).iter_errors(cfg))
+    bad = copy.deepcopy(cfg)
+    bad["methods"]["pskd"] = {"alpha_T": 2}
+    assert [e.message for e in Draft202012Validator(schema).iter_errors(bad)] == [
+        "2 is greater than the maximum of 1"]
+    for block, words in (({"kd": {}}, ["methods.kd", "known methods", "tfkd_reg"]),
+                         ({"zipf": {"lamda": 1}}, ["methods.zipf", "['lamda']", "lam"])):
+        bad = copy.deepcopy(cfg)
+        bad["methods"].update(block)
+        with pytest.raises(ValueError) as err:
+            G.validate_config(bad)
+        assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_every_option_is_named_in_its_methods_section():
+    """docs/methods.md §3.x documents each method's options (the one place a new method's
+    options must be written besides its signature)."""
+    text = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    for m in METHODS.values():
+        start = text.index(f"### {m.section} ")
+        end = text.find("\n### ", start + 1)
+        section = text[start:end if end > 0 else None]
+        for option in m.options():
+            assert option in section, f"methods §{m.section} does not name {m.name}'s {option}"
 
 
 def test_sweep_keys_are_the_schemas_sweep_and_compare_keys():

@@ -75,8 +75,24 @@ def test_default_dry_run_counts_equal_grid(workflow_dir, bundle):
     want = expected_counts(cfg)
     want["metrics"] = 1
     assert got == want
-    # the default grid (docs/sizing.md): 6 seeds x (ce + 4 sd + 3 ls + 3 er + 3 bs), cnn1d only
-    assert len(G.grid(cfg)) == 6 * 14
+    # the default grid (docs/sizing.md): seeds x (ce + the SD generations + every sweep point)
+    per_seed = 1 + cfg["generations"] + sum(len(v) for v in cfg["sweeps"].values())
+    assert len(G.grid(cfg)) == len(cfg["seeds"]) * per_seed
+
+
+def test_a_method_added_to_the_registry_changes_no_existing_grid(monkeypatch):
+    """Methods opt in per experiment (methods §5): the shipped configs that list none run
+    the paper's five, whatever the registry holds."""
+    from selfdistill import methods
+
+    for name in ("config.yaml", "paper.yaml", "fashion_mnist.yaml"):
+        cfg = load_config(REPO / "config" / "config.yaml", REPO / "config" / name)
+        before = G.grid(cfg)
+        extra = methods.Method("extra", "X", "CrossEntropy", "cross_entropy", None, None, "3.1")
+        monkeypatch.setitem(methods.METHODS, "extra", extra)
+        assert G.grid(cfg) == before, name
+        assert {r.method for r in before} == set(methods.PAPER_METHODS), name
+        monkeypatch.delitem(methods.METHODS, "extra")
 
 
 def test_sd_generation_depends_on_previous(workflow_dir):

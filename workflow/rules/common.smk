@@ -57,6 +57,8 @@ def schema_problems(config, schema):
 
 
 _SCHEMA = yaml.safe_load(SCHEMA.read_text())
+# each methods.<name> block's schema comes from the method registry (Method.schema_block)
+_SCHEMA["properties"]["methods"]["properties"] = G.method_schemas()
 G.coerce_config(config, _SCHEMA)
 _PROBLEMS = schema_problems(config, _SCHEMA)
 if _PROBLEMS:
