@@ -605,7 +605,7 @@ def run_benchmark(out: Path, rounds: int, steps: int, small: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m selfdistill.bench", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m selfdistill.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/bench")
     p.add_argument("--rounds", type=int, default=5)

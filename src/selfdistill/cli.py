@@ -455,7 +455,7 @@ def _nonnegative_int(text: str) -> int:
 
 
 def _train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train one network (methods §2 recipe, §3 methods)",
+    p = sub.add_parser("train", allow_abbrev=False, help="train one network (methods §2 recipe, §3 methods)",
                        argument_default=argparse.SUPPRESS,
                        description="Train one network and write model.pt, history.csv, "
                                    "preds.npz and run.json into --out. Precedence: explicit "
@@ -642,7 +642,7 @@ def _source_key_help(name: str, keys: Mapping[str, Key]) -> str:
 def _prepare_parser(sub: Any) -> None:
     from .sources import SOURCES
 
-    p = sub.add_parser("prepare", help="prepare a dataset of any source (methods §5)",
+    p = sub.add_parser("prepare", allow_abbrev=False, help="prepare a dataset of any source (methods §5)",
                        argument_default=argparse.SUPPRESS,
                        description="Check a dataset block (selfdistill.sources."
                                    "validate_dataset) and prepare it into --out. Precedence: "
@@ -739,7 +739,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (imports neither torch nor anything that does)."""
-    parser = argparse.ArgumentParser(prog="selfdistill", description=__doc__,
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="selfdistill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -748,7 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _prepare_parser(sub)
     _train_parser(sub)
-    sub.add_parser("progress", add_help=False,
+    sub.add_parser("progress", allow_abbrev=False, add_help=False,
                    help="summarise a results tree: done, running, failed and waiting runs, "
                         "ETA (selfdistill.progress; 'progress --help' lists its options)")
     return parser

@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m selfdistill.cost CONFIG [CONFIG ...]``: print the estimate as Markdown."""
     import yaml
 
-    p = argparse.ArgumentParser(prog="python -m selfdistill.cost", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m selfdistill.cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", help="config files, merged left to right")
     args = p.parse_args(argv)

@@ -617,7 +617,7 @@ def run_checks(out: Path, device: torch.device, sizes: Sizes,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m selfdistill.gpu_check", description=__doc__,
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m selfdistill.gpu_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results/gpu_check", help="summary and work files")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"),

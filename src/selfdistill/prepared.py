@@ -98,8 +98,11 @@ def load_manifest(data_dir: str | Path) -> dict[str, Any]:
     it when it is missing, unreadable (truncated, not JSON) or lacks :data:`MANIFEST_KEYS`."""
     path = Path(data_dir) / "manifest.json"
     if not path.exists():
-        raise DataError(f"dataset manifest {path} is missing: run the prepare_dataset rule "
-                        f"(snakemake {path}) before training.")
+        raise DataError(f"dataset manifest {path} is missing: no dataset was prepared in "
+                        f"{Path(data_dir)}. From the command line, prepare it first "
+                        f"(`python -m selfdistill prepare --help`) or give --data the directory "
+                        f"of a prepared dataset (it holds manifest.json); in the workflow, "
+                        f"`snakemake {path}` prepares it.")
     rebuild = (f"Delete the dataset directory {Path(data_dir)} and prepare it again: `snakemake "
                f"data` (or `snakemake {path}`), or `python -m selfdistill prepare --out "
                f"{Path(data_dir)}` outside the workflow.")

@@ -304,7 +304,7 @@ PLANNED = ".planned_runs"  # written by the workflow at the start of every run (
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="selfdistill progress",
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="selfdistill progress",
                                 description="Summarise a results tree: done, running, failed "
                                             "and waiting runs and the grid's ETA (read only).")
     p.add_argument("results", nargs="?", default="results", help="results directory")

@@ -81,7 +81,7 @@ Files: {', '.join(f'[{n}]({n})' for n in names)}.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
+    ap = argparse.ArgumentParser(allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--figures", default="figures")
     ap.add_argument("--results", default="results")

@@ -196,3 +196,31 @@ def test_citation_file_is_valid_and_names_the_paper():
         assert paper["year"] == 2020 and paper["volume"] == 33
         assert "NeurIPS 2020" in paper["collection-title"]
         assert any("2006.05065" in str(i["value"]) for i in paper["identifiers"])
+
+
+# --------------------------------------------------------------------------- method lists
+
+
+def _missing_methods(text: str) -> list[str]:
+    """Registered method names not written (as `name`) in ``text``."""
+    from selfdistill.methods import METHODS
+
+    return [name for name in METHODS if f"`{name}`" not in text]
+
+
+def test_docs_name_every_registered_method():
+    """README, docs/results.md (the `method` column) and methods §7 (the tidy table) list the
+    registry's methods: a method added to selfdistill.methods.METHODS fails here until its
+    name is written there."""
+    methods = METHODS_DOC.read_text(encoding="utf-8")
+    section7 = methods[methods.index("## 7."):methods.index("## 8.")]
+    for where, text in (("README.md", (REPO / "README.md").read_text(encoding="utf-8")),
+                        ("docs/results.md",
+                         (REPO / "docs" / "results.md").read_text(encoding="utf-8")),
+                        ("docs/methods.md §7", section7)):
+        assert not _missing_methods(text), f"{where} does not name {_missing_methods(text)}"
+
+
+def test_method_list_check_sees_a_missing_name():
+    assert _missing_methods("`ce` `sd` `ls` `er` `bs`") == ["tfkd_reg", "tfkd_self", "pskd",
+                                                            "cskd", "zipf", "ols"]

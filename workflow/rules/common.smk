@@ -1,5 +1,6 @@
 # Validation, the grid, wildcard constraints, path patterns and input functions: every
 # Python helper of the workflow lives here; the other .smk files hold rules only.
+import difflib
 import os
 import re
 import sys
@@ -47,6 +48,14 @@ def schema_problems(config, schema):
     lines = []
     for err in Draft202012Validator(schema).iter_errors(config):
         path = "".join(segment(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                near = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+                where = f"{path.lstrip('.')}{segment(key)}".lstrip(".")
+                lines.append(f"config key {where}: unknown key ({hint})")
+            continue
         fix = {"maximum": "at most", "minimum": "at least"}.get(err.validator)
         line = f"config key {path.lstrip('.') or '(top level)'}: {err.message}"
         line += f"; write a value {fix} {err.validator_value}" if fix else ""
@@ -316,31 +325,39 @@ def match_input(wildcards):
     return {"metrics": files, "previous": [match_round_file(d, a, k - 1)]}
 
 
+def _matched_run(exp, wildcards):
+    """The matched run of one strength and seed ({method}, {param}, {seed} wildcards)."""
+    return G.Run(
+        exp["dataset"],
+        exp["arch"],
+        wildcards.method,
+        wildcards.param,
+        int(wildcards.seed),
+        0,
+    )
+
+
 def matched_files(exp, names):
-    """Files ``names`` of one matched strength on every seed ({method}, {param} wildcards)."""
-    runs = matched_seed_runs(exp["dataset"], exp["arch"], "{method}", "{param}")
-    return [f"{G.matched_dir(r)}/{name}" for r in runs for name in names]
+    """Files ``names`` of one matched strength on one seed ({method}, {param}, {seed}
+    wildcards): one job per seed, so the seeds of a round share the cores."""
+    run = G.Run(exp["dataset"], exp["arch"], "{method}", "{param}", "{seed}", 0)
+    return [f"{G.matched_dir(run)}/{name}" for name in names]
 
 
 def matched_specs(exp):
-    """Input function: run descriptions of one matched strength's networks (their
-    out_dir under results/matched/)."""
+    """Input function: the run description of one matched network (its out_dir under
+    results/matched/)."""
 
     def specs(wildcards):
-        runs = matched_seed_runs(exp["dataset"], exp["arch"], wildcards.method, wildcards.param)
-        return [{**G.run_params(config, r), "out_dir": G.matched_dir(r)} for r in runs]
+        r = _matched_run(exp, wildcards)
+        return [{**G.run_params(config, r), "out_dir": G.matched_dir(r)}]
 
     return specs
 
 
 def matched_wildcards(exp):
     def runs(wildcards):
-        return [
-            r.wildcards
-            for r in matched_seed_runs(
-                exp["dataset"], exp["arch"], wildcards.method, wildcards.param
-            )
-        ]
+        return [_matched_run(exp, wildcards).wildcards]
 
     return runs
 

@@ -35,9 +35,9 @@ for _exp in G.experiments(config) if MATCH_ROUNDS else []:
         output:
             matched_files(_exp, RUN_FILES),
         log:
-            f"logs/train_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}.log",
+            f"logs/train_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}/seed{{seed}}.log",
         benchmark:
-            f"benchmarks/train_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}.tsv"
+            f"benchmarks/train_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}/seed{{seed}}.tsv"
         wildcard_constraints:
             method=one_of(M.MATCHED),
         priority: 50
@@ -47,9 +47,7 @@ for _exp in G.experiments(config) if MATCH_ROUNDS else []:
         resources:
             gpu=_exp["resources"]["gpu"],
             mem_mb=bundle_mem_mb(_exp),
-            runtime=lambda wildcards, attempt, _r=_exp["resources"]["runtime"]: (
-                _r * len(SEEDS) * attempt
-            ),
+            runtime=lambda wildcards, attempt, _r=_exp["resources"]["runtime"]: _r * attempt,
             checkpoint_every=_exp["resources"]["checkpoint_every"],
         params:
             specs=matched_specs(_exp),
@@ -66,7 +64,7 @@ for _exp in G.experiments(config) if MATCH_ROUNDS else []:
             metrics_last=matched_files(_exp, ["metrics_last.csv"]),
             reliability=matched_files(_exp, ["reliability.csv"]),
         log:
-            f"logs/measure_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}.log",
+            f"logs/measure_matched/{_exp['dataset']}/{_exp['arch']}/{{method}}/{{param}}/seed{{seed}}.log",
         wildcard_constraints:
             method=one_of(M.MATCHED),
         priority: 100
