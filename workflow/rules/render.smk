@@ -14,7 +14,11 @@ rule render_claims:
         # claim 3 then takes the nearest sweep point
         matched=MATCHED_TABLE,
     output:
-        md="figures/claims.md",
+        md=report(
+            "figures/claims.md",
+            caption="../report/claims_md.rst",
+            category="1. Claims check",
+        ),
         csv=report(
             "figures/claims.csv",
             caption="../report/claims.rst",
