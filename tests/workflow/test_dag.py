@@ -125,6 +125,20 @@ def test_schema_error_names_key(workflow_dir):
     assert "bundle" in err and "sometimes" in err
 
 
+def test_config_typo_is_one_line_with_the_nearest_key(workflow_dir):
+    """A misspelt key gets one line naming its path and the closest valid key, not the
+    schema's dump."""
+    bad = workflow_dir / "typo.yaml"
+    bad.write_text("train:\n  epoch: 3\n")
+    proc = snakemake(workflow_dir, "-n", "--configfile", "config/config.yaml", str(bad),
+                     check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "config key train.epoch: unknown key (did you mean epochs?)" in err, err[-3000:]
+    assert "Additional properties are not allowed" not in err
+    assert "(set in typo.yaml)" in err  # the file the key comes from
+
+
 def test_compare_point_missing_from_sweep_is_named(workflow_dir):
     bad = workflow_dir / "bad.yaml"
     bad.write_text("compare:\n  ls_eps: 0.33\n  er_beta: 0.3\n  bs_a: 3\n  sd_gen: 1\n")

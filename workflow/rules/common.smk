@@ -69,7 +69,38 @@ _SCHEMA = yaml.safe_load(SCHEMA.read_text())
 # each methods.<name> block's schema comes from the method registry (Method.schema_block)
 _SCHEMA["properties"]["methods"]["properties"] = G.method_schemas()
 G.coerce_config(config, _SCHEMA)
-_PROBLEMS = schema_problems(config, _SCHEMA)
+
+
+def key_source(line):
+    """The config file that sets the key a problem line names (the last --configfile
+    holding that value, else the Snakefile's); None when --config set it."""
+    m = re.match(r"config key ([A-Za-z0-9_.\-]+)", line)
+    if not m:
+        return None
+    given = [Path(f) for f in workflow.overwrite_configfiles or []]  # --configfile, in order
+    files = [*reversed(given), *(Path(f) for f in workflow.configfiles if Path(f) not in given)]
+    for path in files:
+        try:
+            node = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in m.group(1).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and node == _at(config, m.group(1)):  # else --config set it
+            return os.path.relpath(path)
+    return None
+
+
+def _at(mapping, dotted):
+    for part in dotted.split("."):
+        mapping = mapping.get(part) if isinstance(mapping, dict) else None
+    return mapping
+
+
+_PROBLEMS = [
+    p + (f" (set in {key_source(p)})" if key_source(p) else "")
+    for p in schema_problems(config, _SCHEMA)
+]
 if _PROBLEMS:
     _WHERE = SCHEMA.relative_to(workflow.basedir)
     raise ValueError(f"the config does not fit {_WHERE}:\n  " + "\n  ".join(_PROBLEMS))
