@@ -9,6 +9,8 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# Relative to the working directory. Used as a module with `config: config` (README,
+# "Use as a module"), Snakemake skips this line: the user's config is the whole config.
 configfile: "config/config.yaml"
 
 

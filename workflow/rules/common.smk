@@ -7,12 +7,17 @@ import sys
 import time
 
 import yaml
+from snakemake.sourcecache import LocalSourceFile
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import ExecMode
 
+# Files of this workflow are found from this file's folder (workflow/rules/), not from
+# workflow.basedir: used as a module, that is the folder of the user's Snakefile.
+_RULES = workflow.current_basedir
+_LOCAL = isinstance(_RULES, LocalSourceFile)  # else github(...): the package must be installed
 # A fresh clone runs without installing the package: jobs import it from src/.
-_SRC = Path(workflow.basedir) / "src"
-if _SRC.is_dir():
+_SRC = Path(_RULES.get_path_or_uri(secret_free=True)).parents[1] / "src" if _LOCAL else None
+if _SRC is not None and _SRC.is_dir():
     sys.path.insert(0, str(_SRC))
     _ENV = os.environ
     _ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), _ENV.get("PYTHONPATH")]))
@@ -31,7 +36,8 @@ STARTED = time.time()  # temporary files older than this are orphans of killed w
 # 1e6, nested --config values) converted where the schema wants them, then the schema (its
 # breaches one line each, naming the key; Snakemake's validate then fills the defaults),
 # then the cross-key checks (every dataset block used, dataset/arch fit, compare points).
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = "workflow/schemas/config.schema.yaml"  # in the repository; errors name it
+_SCHEMA_FILE = _RULES.join("../schemas/config.schema.yaml")
 
 
 def schema_problems(config, schema):
@@ -65,7 +71,8 @@ def schema_problems(config, schema):
     return sorted(lines)
 
 
-_SCHEMA = yaml.safe_load(SCHEMA.read_text())
+with workflow.sourcecache.open(_SCHEMA_FILE) as _f:
+    _SCHEMA = yaml.safe_load(_f)
 # each methods.<name> block's schema comes from the method registry (Method.schema_block)
 _SCHEMA["properties"]["methods"]["properties"] = G.method_schemas()
 G.coerce_config(config, _SCHEMA)
@@ -102,9 +109,8 @@ _PROBLEMS = [
     for p in schema_problems(config, _SCHEMA)
 ]
 if _PROBLEMS:
-    _WHERE = SCHEMA.relative_to(workflow.basedir)
-    raise ValueError(f"the config does not fit {_WHERE}:\n  " + "\n  ".join(_PROBLEMS))
-validate(config, schema=str(SCHEMA))
+    raise ValueError(f"the config does not fit {SCHEMA}:\n  " + "\n  ".join(_PROBLEMS))
+validate(config, schema="../schemas/config.schema.yaml")  # relative to this file
 G.validate_config(config)
 
 # A killed run leaves Snakemake's lock behind: remove it here when provably stale (its
