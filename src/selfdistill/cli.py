@@ -199,6 +199,8 @@ _FIELD_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
     "deterministic": ("deterministic kernels (bit-identical on CPU)", {}),
     "device": ("auto: CUDA when available, else CPU; or cpu, cuda, cuda:N", {}),
     "threads": ("torch threads of this process", {"low": 1}),
+    "tensorboard": ("TensorBoard event files of the curves in OUT/tensorboard/ (needs "
+                    "pip install -e \".[tensorboard]\"; changes no number)", {}),
 }
 _WORKFLOW_ONLY = {"execution": ("bundle",)}  # config.yaml keys that apply to the workflow only
 
@@ -281,7 +283,8 @@ class _Opt:
         return _flag(self.dest)
 
 
-_RUN_EXECUTION = (Field("device", "str", "auto"), Field("threads", "int", 1))
+_RUN_EXECUTION = (Field("device", "str", "auto"), Field("threads", "int", 1),
+                  Field("tensorboard", "bool", False))
 _CLI_DEFAULTS = {"epochs": 150, "milestones": None}  # methods §2; None: default_milestones(E)
 
 
@@ -580,11 +583,13 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
                           f"{prefix}methods.{m.name}", args)
     milestones = _milestones(values, origin)
     device, threads = values.pop("device"), values.pop("threads")
+    tensorboard = values.pop("tensorboard")
     train = TrainConfig(seed=getattr(args, "seed", 0), milestones=milestones, **values)
     return RunSpec(dataset_dir=args.data, arch=args.arch, method=m.name,
                    param=getattr(args, "param", None), seed=train.seed,
                    gen=getattr(args, "gen", 0), out_dir=args.out, train=train, options=options,
                    teacher=getattr(args, "teacher", None), device=device, threads=threads,
+                   tensorboard=tensorboard,
                    config={"cli": vars(args), "config_file": cfg if prefix else None})
 
 

@@ -13,6 +13,8 @@ This is the single code path behind the Snakemake training rules and the
 
 ``resume.pt`` (not an output) holds the in-progress state and is deleted on success;
 ``progress.json`` (not an output) the latest epoch, for ``python -m selfdistill progress``.
+``tensorboard/`` (not an output, only with ``execution.tensorboard``): TensorBoard event
+files of the curves, written after each epoch (:mod:`selfdistill.tensorboard_log`).
 :func:`train_bundle` also keeps each finished network's outputs as hard links
 ``.finished-<name>`` beside them, so a network survives Snakemake deleting the outputs of a
 bundle job it runs again (see there).
@@ -55,6 +57,7 @@ from .models import build_model
 from .objectives import Objective
 from .progress import epoch_line, write_progress
 from .provenance import provenance
+from .tensorboard_log import CurveLog, summary_writer
 from .train import (
     NonFiniteLossError,
     TrainConfig,
@@ -100,6 +103,7 @@ class RunSpec:
     device: str = "auto"
     threads: int = 1
     gpus: int = 0  # resources.gpu of the job: scheduling, not identity (see acquire_device)
+    tensorboard: bool = False  # execution.tensorboard: event files only, not identity
     dataset: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)  # resolved config, provenance only
 
@@ -200,8 +204,9 @@ def build_pipeline(meta: Mapping[str, Any], cfg: TrainConfig) -> InputPipeline:
 
 
 # Not part of a network's identity: where it is written, the config kept for provenance,
+# the GPUs reserved, whether event files are written (they only read the history rows),
 # and when resume files are written (scheduling: the same epochs give the same bits).
-_NOT_IDENTITY = ("config", "out_dir", "gpus")
+_NOT_IDENTITY = ("config", "out_dir", "gpus", "tensorboard")
 _NOT_IDENTITY_TRAIN = ("checkpoint_every",)
 
 
@@ -218,18 +223,20 @@ def run_fingerprint(spec: RunSpec, manifest: Mapping[str, Any]) -> str:
 
 
 def spec_from_params(params: Mapping[str, Any], checkpoint_every: int = 1,
-                     config: Mapping[str, Any] | None = None, gpus: int = 0) -> RunSpec:
+                     config: Mapping[str, Any] | None = None, gpus: int = 0,
+                     tensorboard: bool = False) -> RunSpec:
     """Build a :class:`RunSpec` from the plain dict of :func:`selfdistill.grid.run_params`,
     with the resume-file cadence (the rule's ``resources.checkpoint_every``), the config
-    kept for provenance only (``snakemake.config``) and the GPUs the job reserved (the
-    rule's ``resources.gpu``): none of them is part of the identity."""
+    kept for provenance only (``snakemake.config``), the GPUs the job reserved (the
+    rule's ``resources.gpu``) and whether TensorBoard event files are written
+    (``execution.tensorboard``): none of them is part of the identity."""
     p = dict(params)
     train = dict(p.pop("train"))
     train["milestones"] = tuple(train["milestones"])
     train["checkpoint_every"] = int(checkpoint_every)
     options = get_method(p["method"]).resolve(p.pop("options"))
     return RunSpec(train=TrainConfig(**train), options=options, config=dict(config or {}),
-                   gpus=int(gpus), **p)
+                   gpus=int(gpus), tensorboard=bool(tensorboard), **p)
 
 
 KEPT_PREFIX = ".finished-"  # train_bundle's hard links to a finished network's outputs
@@ -251,6 +258,7 @@ def train_bundle(specs: list[RunSpec]) -> list[dict[str, Any]]:
     """
     if not specs:
         return []
+    _check_tensorboard(specs)  # before any device, data or training
     with acquire_device(specs[0].device, want_gpu=specs[0].gpus > 0) as lease:
         return _train_networks(specs, lease)
 
@@ -272,6 +280,13 @@ def _train_networks(specs: list[RunSpec], lease: DeviceLease) -> list[dict[str, 
             (Path(spec.out_dir) / "resume.pt").unlink(missing_ok=True)
         records.append(record)
     return records
+
+
+def _check_tensorboard(specs: Sequence[RunSpec]) -> None:
+    """:class:`~selfdistill.tensorboard_log.TensorBoardMissingError` when a run asks for
+    event files (``execution.tensorboard``) and the optional package is absent."""
+    if any(spec.tensorboard for spec in specs):
+        summary_writer()
 
 
 def _kept(spec: RunSpec) -> dict[str, Path]:
@@ -354,13 +369,16 @@ def write_history(spec: RunSpec, rows: Sequence[Mapping[str, Any]]) -> None:
 class EpochReport:
     """What a run reports while it trains, after every epoch: ``history.csv`` with the rows
     so far, ``progress.json`` (:func:`selfdistill.progress.write_progress`, read by
-    ``python -m selfdistill progress``) and one line (:func:`selfdistill.progress.epoch_line`)
-    in the job's log, or on stdout (``print_lines``: the CLI). :meth:`start` writes both
-    files once before the first epoch, with the epochs a resumed run has already done."""
+    ``python -m selfdistill progress``), the curves' TensorBoard events when ``curves`` is
+    given (:class:`selfdistill.tensorboard_log.CurveLog`, after the history row) and one
+    line (:func:`selfdistill.progress.epoch_line`) in the job's log, or on stdout
+    (``print_lines``: the CLI). :meth:`start` writes the files once before the first epoch,
+    with the epochs a resumed run has already done."""
 
     def __init__(self, spec: RunSpec, network: tuple[int, int] | None,
-                 print_lines: bool = False) -> None:
+                 print_lines: bool = False, curves: CurveLog | None = None) -> None:
         self.spec, self.network, self.print_lines = spec, network, print_lines
+        self.curves = curves
         self.rows: list[dict[str, Any]] = []
 
     def seconds_per_epoch(self) -> float | None:
@@ -374,10 +392,14 @@ class EpochReport:
             write_history(self.spec, self.rows)
         write_progress(self.spec.out_dir, self.rows[-1] if self.rows else {"epoch": 0},
                        self.spec.train.epochs, self.network, self.seconds_per_epoch())
+        if self.curves is not None:
+            self.curves.start(self.rows)
 
     def epoch(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         write_history(self.spec, self.rows)
+        if self.curves is not None:
+            self.curves.epoch(row)
         seconds = self.seconds_per_epoch()
         write_progress(self.spec.out_dir, row, self.spec.train.epochs, self.network, seconds)
         line = epoch_line(row, self.spec.train.epochs, self.network, seconds or 0.0,
@@ -399,7 +421,10 @@ def train_run(spec: RunSpec, keep_resume: bool = False, caller: str = "workflow"
     None: the run takes its own (``execution.device``, ``resources.gpu``) before any data is
     loaded, a named :class:`~selfdistill.devices.CudaUnavailableError` when CUDA is asked
     for but absent, and releases it at the end. ``network`` (k, n): the run's place in a
-    bundle, for its progress lines."""
+    bundle, for its progress lines. With ``spec.tensorboard`` the run also writes event
+    files (:mod:`selfdistill.tensorboard_log`); the package's absence fails before the
+    device is taken."""
+    _check_tensorboard([spec])
     if lease is None:
         with acquire_device(spec.device, want_gpu=spec.gpus > 0) as own:
             return train_run(spec, keep_resume, caller, own, network)
@@ -416,7 +441,8 @@ def train_run(spec: RunSpec, keep_resume: bool = False, caller: str = "workflow"
     model = build_model(spec.arch, k, shape)
     fp = run_fingerprint(spec, manifest)
     pipeline = build_pipeline(manifest, spec.train)
-    report = EpochReport(spec, network, print_lines=caller == "cli")
+    curves = CurveLog(out, run_identity(spec), fp) if spec.tensorboard else None
+    report = EpochReport(spec, network, print_lines=caller == "cli", curves=curves)
     try:
         result = fit(model, objective, train, val, spec.train, device,
                      resume=ResumeIdentity(out / "resume.pt", fp, spec.describe()),
@@ -424,6 +450,9 @@ def train_run(spec: RunSpec, keep_resume: bool = False, caller: str = "workflow"
     except NonFiniteLossError as err:  # the loop knows the lr; the registry, the method
         raise err.with_causes(_nan_causes(spec, err.lr)).with_traceback(
             err.__traceback__) from None
+    finally:
+        if curves is not None:
+            curves.close()
     t_eval = time.perf_counter()
     last = copy.deepcopy(result.model)  # the last epoch's network, beside the best one
     assert result.last_state is not None
