@@ -248,7 +248,7 @@ def _zipf_log_targets(targets: Tensor, dense_logits: Tensor, power: float,
     votes = F.one_hot(dense_logits.argmax(dim=1), num_classes).sum(dim=1)  # [n, K]
     # r_ik = 1 + #{j: v_ij > v_ik}: ties share the smallest rank; target included
     ranks = 1 + (votes[:, None, :] > votes[:, :, None]).sum(dim=2)  # [n, K]
-    ranks = ranks[keep].view(n, num_classes - 1).to(dense_logits.dtype)  # [n, K-1]
+    ranks = ranks.gather(1, keep).to(dense_logits.dtype)  # [n, K-1]
     return F.log_softmax(-power * ranks.log(), dim=1)  # u ∝ r^(-power), renormalised
 
 
@@ -266,10 +266,13 @@ def zipf(logits: Tensor, targets: Tensor, dense_logits: Tensor, lam: float = 0.1
     if dense_logits.ndim != 3 or dense_logits.shape[:2] != logits.shape:
         raise ValueError(f"dense_logits must be [n, K, P] with [n, K] = {tuple(logits.shape)}, "
                          f"got {tuple(dense_logits.shape)}")
-    keep = torch.ones_like(logits, dtype=torch.bool).scatter(1, targets.view(-1, 1), False)
+    # [n, K-1] column indices of the non-target classes: a gather, not a boolean mask (a mask
+    # index is a nonzero, which synchronises the host on CUDA at every step)
+    cols = torch.arange(num_classes - 1, device=logits.device).expand(n, -1)
+    keep = cols + (cols >= targets.view(-1, 1)).long()
     with torch.no_grad():
         log_u = _zipf_log_targets(targets, dense_logits.detach().to(logits.dtype), power, keep)
-    others = logits[keep].view(n, num_classes - 1)  # [n, K-1]
+    others = logits.gather(1, keep)  # [n, K-1]
     kl = _kl_rows(log_u, F.log_softmax(others, dim=1)).mean()
     return F.cross_entropy(logits, targets) + lam * kl
 

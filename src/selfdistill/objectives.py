@@ -280,7 +280,7 @@ class ClassWiseKD(Objective):
              train_view: Callable[[Tensor], Tensor]) -> None:
         self.model, self.x, self.view = model, x, train_view
         self.order = torch.argsort(y, stable=True)  # [N] example indices grouped by class
-        counts = torch.bincount(y, minlength=self.k)  # [K]
+        counts = torch.nn.functional.one_hot(y, self.k).sum(0)  # [K] (no data-sized output)
         self.counts = counts
         self.starts = torch.cumsum(counts, 0) - counts  # [K] first position of each class
 

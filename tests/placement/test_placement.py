@@ -72,14 +72,20 @@ def meta_steps(case, kind: str, steps: int = 2, objective=None) -> SameDeviceMod
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     x, y = torch.as_tensor(tr.x, device=dev), torch.as_tensor(tr.y, device=dev)
     gen = torch.Generator().manual_seed(0)
+
+    def view(xb):  # fit's training view: augmentation, then the step's layout
+        xb = pipe.train(xb, gen)
+        return xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
+
     with SameDeviceMode() as mode:
+        objective.bind(model, x, y, view)  # as fit: state sized by the training split
+        objective.start_epoch(0, 1)
         for step in range(steps):
             idx = host_to_device(torch.arange(step * 16, step * 16 + 16), dev)
-            xb = pipe.train(x.index_select(0, idx), gen)
-            if cfg.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            loss, _ = train_step(model, objective, opt, xb, y.index_select(0, idx))
+            xb = view(x.index_select(0, idx))
+            loss, _ = train_step(model, objective, opt, xb, y.index_select(0, idx), idx)
             assert loss.device.type == "meta"
+        objective.end_epoch()
     return mode
 
 
