@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 ARGS = ["--cores", "2", "metrics", "--configfile", "config/config.yaml", "tiny.yaml", "grid.yaml"]
 # 6 CNN networks of one seed (ce, sd 1-2, ls, er, bs), slow enough to be killed mid-bundle
 KILL_GRID = ("seeds: [0]\nexperiments: [{dataset: mnist1d, arch: cnn1d, sweeps: {ls_eps: [0.1]}}]\n"
-             "train: {epochs: 8, milestones: [4]}\ndatasets: {mnist1d: {num_samples: 4000}}\n")
+             "train: {epochs: 16, milestones: [8]}\ndatasets: {mnist1d: {num_samples: 4000}}\n")
+# 16 epochs: the first run must outlive a second snakemake's start (its DAG waits on the
+# matching checkpoint) on a loaded CI machine; at 8 it could finish first (CI, 2026-12-03)
 # 14 MLP networks of one seed, as the default grid's CNN bundle (ce, sd 1-4, 3 ls, 3 er, 3 bs)
 FULL_GRID = ("seeds: [0]\ngenerations: 4\nexperiments: [{dataset: mnist1d, arch: mlp}]\n"
              "sweeps: {ls_eps: [0.05, 0.1, 0.2], er_beta: [0.1, 0.3, 1.0], bs_a: [1, 3, 10]}\n")
@@ -74,6 +76,7 @@ def test_sigkill_then_the_same_command_finishes_identically(tmp_path):
     try:
         assert wait(lambda: training(runs[0]), proc)
         second = snakemake(wf, *ARGS, check=False)
+        assert proc.poll() is None, "the first run finished before the second one started"
         assert second.returncode != 0 and "cannot be locked" in second.stdout + second.stderr
         assert proc.poll() is None  # the first run goes on, its lock untouched
         assert wait(lambda: (runs[1] / ".finished-run.json").exists()
