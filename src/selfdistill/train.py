@@ -245,9 +245,9 @@ def train_step(model: nn.Module, objective: Objective, opt: torch.optim.Optimize
     when ``precision`` is bf16 (the objective runs its teacher or ranking network outside
     it); backward, SGD step (methods §2), then the objective's per-step update (the BS EMA,
     methods §3.5). The kernel switches of ``precision`` are process-wide: :func:`fit` sets them
-    once (:func:`set_precision`). ``idx`` [b]: the batch's example indices, for an objective
-    with precomputed per-example targets; ``forward``: what to call instead of ``model``
-    (its ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
+    once (:func:`set_precision`). ``idx`` [b]: the batch's example indices, for objectives
+    with per-example state (the SD teacher's cached logits, the PS-KD table); ``forward``:
+    what to call instead of ``model`` (its ``torch.compile`` wrapper). Returns the detached loss (scalar) and logits [b, K].
     """
     with autocast(precision, xb.device):
         logits = objective.student_logits(model if forward is None else forward, xb)  # [b, K]

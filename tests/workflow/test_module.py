@@ -1,5 +1,5 @@
-"""The workflow used as a Snakemake module from another directory (README, "Use as a
-module"): that directory's own Snakefile and complete config plan the grid, and its jobs
+"""The workflow used as a Snakemake module from another directory (docs/development.md,
+"Use as a module"): that directory's own Snakefile and complete config plan the grid, and its jobs
 write their outputs there, while schema, src/, scripts and envs come from this repository."""
 
 from pathlib import Path
