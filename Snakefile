@@ -31,6 +31,7 @@ rule all:
     default_target: True
     input:
         FIGURE_FILES,
+        PER_CLASS,
 
 
 rule figures:
@@ -41,6 +42,7 @@ rule figures:
 rule metrics:
     input:
         COLLECTED,
+        PER_CLASS,
 
 
 rule data:

@@ -17,11 +17,14 @@ from .data import SPLITS
 from .grid import csv_param
 from .io import atomic_path, write_csv
 
-__all__ = ["METRIC_COLUMNS", "RUN_COLUMNS", "collect", "measure_run"]
+__all__ = ["METRIC_COLUMNS", "PER_CLASS_COLUMNS", "RUN_COLUMNS", "collect", "measure_run",
+           "per_class_table"]
 
 RUN_COLUMNS = ["dataset", "arch", "method", "param", "seed", "gen"]
+# top5_accuracy came last, after the others: the columns before it kept their bytes
 METRIC_COLUMNS = ["accuracy", "nll", "ece", "entropy", "cd_entropy_max", "cd_entropy_true",
-                  "cd_std_max", "cd_std_true"]
+                  "cd_std_max", "cd_std_true", "top5_accuracy"]
+PER_CLASS_COLUMNS = ["class", "n", "correct", "accuracy"]
 RELIABILITY_COLUMNS = ["bin", "lower", "upper", "confidence", "accuracy", "count"]
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,31 @@ def measure_run(preds_path: str | Path, run: Mapping[str, Any], metrics_out: str
     if metrics_last_out is not None:
         write_csv(metrics_last_out, last_rows, columns)
     log.info("%s: %s", preds_path, {r["split"]: round(r["accuracy"], 4) for r in rows})
+
+
+def per_class_table(preds: Sequence[str | Path], runs: Sequence[Mapping[str, Any]],
+                    output: str | Path) -> int:
+    """``results/per_class_accuracy.csv``: for each network (``runs[i]``: its dataset, arch,
+    method, param, seed, gen; ``preds[i]``: its ``preds.npz``), each split and each class,
+    the top-1 accuracy of the best-validation checkpoint's predictions (methods §4,
+    :func:`selfdistill.metrics.per_class_accuracy`); returns the row count."""
+    if len(preds) != len(runs):
+        raise ValueError(f"per_class_table: {len(preds)} prediction files for {len(runs)} runs")
+    rows = []
+    for path, run in zip(preds, runs, strict=True):
+        fields = _run_fields(run)
+        with np.load(path) as npz:
+            for split in SPLITS:
+                logits = npz[f"{split}_logits"]
+                table = metrics.per_class_accuracy(metrics.softmax(logits),
+                                                   npz[f"{split}_targets"], logits.shape[1])
+                rows += [{**fields, "split": split, "class": c, "n": int(table["n"][c]),
+                          "correct": int(table["correct"][c]),
+                          "accuracy": float(table["accuracy"][c])}
+                         for c in range(logits.shape[1])]
+    write_csv(output, rows, RUN_COLUMNS + ["split"] + PER_CLASS_COLUMNS)
+    log.info("%s: %d rows from %d networks", output, len(rows), len(preds))
+    return len(rows)
 
 
 def collect(inputs: Sequence[str | Path], output: str | Path) -> int:

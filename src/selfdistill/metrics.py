@@ -18,9 +18,11 @@ __all__ = [
     "histogram_entropy",
     "mean_entropy",
     "nll",
+    "per_class_accuracy",
     "reliability_bins",
     "softmax",
     "summarize",
+    "top_k_accuracy",
 ]
 
 
@@ -49,6 +51,32 @@ def accuracy(probs: Any, targets: Any) -> float:
     """Top-1 accuracy as a fraction (methods §4)."""
     p, y = _check(probs, targets)
     return float(np.mean(p.argmax(axis=1) == y))
+
+
+def top_k_accuracy(probs: Any, targets: Any, k: int = 5) -> float:
+    """Top-k accuracy as a fraction: the true class is among the k most probable ones
+    (fewer than k classes have a higher probability; ties count for the true class, and
+    with K <= k classes every example counts). k = 1 is :func:`accuracy` up to ties."""
+    p, y = _check(probs, targets)
+    if k < 1:
+        raise ValueError(f"top-k accuracy needs k >= 1, got {k}")
+    p_y = p[np.arange(len(y)), y]  # [n]
+    higher = (p > p_y[:, None]).sum(axis=1)  # [n] classes ranked above the true one
+    return float(np.mean(higher < k))
+
+
+def per_class_accuracy(probs: Any, targets: Any, num_classes: int | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Top-1 accuracy of each true class c = 0..K-1 (K: ``num_classes``, else probs' width):
+    ``n`` [K] examples of class c, ``correct`` [K] of them predicted c, ``accuracy`` [K]
+    correct/n (NaN for a class without examples)."""
+    p, y = _check(probs, targets)
+    k = p.shape[1] if num_classes is None else num_classes
+    n = np.bincount(y, minlength=k)[:k]
+    correct = np.bincount(y[p.argmax(axis=1) == y], minlength=k)[:k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n > 0, correct / np.maximum(n, 1), np.nan)
+    return {"n": n, "correct": correct, "accuracy": acc}
 
 
 def nll(probs: Any, targets: Any) -> float:
@@ -126,4 +154,5 @@ def summarize(probs: Any, targets: Any, ece_bins: int = 20, cd_bins: int = 20) -
         "entropy": mean_entropy(probs),
     }
     row.update(confidence_diversity(probs, targets, cd_bins))
+    row["top5_accuracy"] = top_k_accuracy(probs, targets, 5)  # the last column (docs/results.md)
     return row

@@ -12,6 +12,7 @@ whose signature holds their defaults (methods §7). The registry that builds obj
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -83,12 +84,36 @@ class Objective:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    # the validation columns of history.csv (selfdistill.train.VALIDATION_COLUMNS); each only
+    # reads held-out logits, so none changes training
+
+    def frozen_teacher(self) -> nn.Module | None:
+        """The frozen teacher whose agreement and KL the history records (SD, Tf-KD_self)."""
+        return None
+
+    def distill_temperature(self) -> float:
+        """The temperature T of the teacher's soft targets (with :meth:`frozen_teacher`)."""
+        raise NotImplementedError
+
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        """This objective's loss on held-out logits [n, K] with labels [n] (and the frozen
+        teacher's eval-mode logits [n, K]), when it is a function of those alone; None for an
+        objective whose loss needs training-time state or draws (BS's Beta draws, the PS-KD
+        table, CS-KD's training-set partners, Zipf's feature map, OLS's matrix of the epoch
+        just ended). Never changes the objective's state."""
+        return None
+
 
 class CrossEntropy(Objective):
     """CE, methods §3.1."""
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.cross_entropy(logits, y)
+
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        return self.loss(logits, logits, y)
 
 
 class LabelSmoothing(Objective):
@@ -100,6 +125,10 @@ class LabelSmoothing(Objective):
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.label_smoothing(logits, y, self.eps, **self.loss_options)
 
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        return self.loss(logits, logits, y)
+
 
 class EntropyRegularization(Objective):
     """ER, methods §3.3."""
@@ -109,6 +138,10 @@ class EntropyRegularization(Objective):
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.entropy_regularized(logits, y, self.beta)
+
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        return self.loss(logits, logits, y)
 
 
 class SelfDistillation(Objective):
@@ -140,6 +173,20 @@ class SelfDistillation(Objective):
             with torch.inference_mode(), full_precision(x):
                 teacher_logits = self.teacher(x)  # [n, K] fp32, BN running statistics
             teacher_logits = teacher_logits.clone()  # a normal tensor again
+        return self.loss_fn(logits, y, teacher_logits, **self.loss_options)
+
+    def frozen_teacher(self) -> nn.Module | None:
+        return self.teacher
+
+    def distill_temperature(self) -> float:
+        """The ``temperature`` option, else the loss signature's default."""
+        if "temperature" in self.loss_options:
+            return float(self.loss_options["temperature"])
+        return float(inspect.signature(self.loss_fn).parameters["temperature"].default)
+
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        assert teacher_logits is not None  # fit passes frozen_teacher()'s logits
         return self.loss_fn(logits, y, teacher_logits, **self.loss_options)
 
     @torch.no_grad()
@@ -222,6 +269,10 @@ class TeacherFreeKD(Objective):
 
     def loss(self, logits: Tensor, x: Tensor, y: Tensor, idx: Tensor | None = None) -> Tensor:
         return losses.tfkd_reg(logits, y, **self.loss_options)
+
+    def held_out_loss(self, logits: Tensor, y: Tensor,
+                      teacher_logits: Tensor | None) -> Tensor | None:
+        return self.loss(logits, logits, y)
 
 
 class ProgressiveSelfKD(Objective):

@@ -33,9 +33,12 @@ __all__ = ["CURVES", "FOLDER", "RUN_TAG", "CurveLog", "TensorBoardMissingError",
 
 FOLDER = "tensorboard"  # inside the run directory
 RUN_TAG = "run"  # text summary: the run's identity and fingerprint
-# history.csv columns that are curves of the training (methods §2 recipe); the clock
-# columns (time_s, train_step_s, step_*_unix) are not the network's numbers
-CURVES = ("train_loss", "train_accuracy", "val_accuracy", "lr")
+# history.csv columns that are curves of the training (methods §2 recipe; the validation
+# columns of selfdistill.train.VALIDATION_COLUMNS where a run has them: an empty cell, such
+# as the teacher columns of a run without a teacher, writes no scalar); the clock columns
+# (time_s, train_step_s, step_*_unix) are not the network's numbers
+CURVES = ("train_loss", "train_accuracy", "val_accuracy", "lr", "val_loss", "val_nll",
+          "val_teacher_agreement", "val_teacher_kl")
 
 
 class TensorBoardMissingError(RuntimeError):
@@ -94,5 +97,7 @@ class CurveLog:
         # of a resumed run carries the time it was trained at
         walltime = row.get("step_end_unix")
         for tag in CURVES:
+            if row.get(tag) in (None, ""):  # not a column of this run (or of an old row)
+                continue
             self._writer.add_scalar(tag, float(row[tag]), global_step=int(row["epoch"]),
                                     walltime=None if walltime is None else float(walltime))

@@ -406,11 +406,11 @@ def fit(model: nn.Module, objective: Objective, train: Split, val: Split, cfg: T
             objective.end_epoch()
             train_seconds, t1_unix = time.perf_counter() - t0, time.time()
             state.train_step_seconds += train_seconds
-            val_acc = _val_accuracy(model, x_va, val, cfg, parts.pipeline)
+            scores = _validation(model, objective, x_va, val, cfg, parts.pipeline)
             parts.sched.step()
             state.epoch += 1
-            row = _history_row(state, lr, val_acc, (t0, t0_unix, train_seconds, t1_unix))
-            _end_epoch(state, row, val_acc, model)
+            row = _history_row(state, lr, scores, (t0, t0_unix, train_seconds, t1_unix))
+            _end_epoch(state, row, scores["val_accuracy"], model)
             if on_epoch is not None:
                 on_epoch(row)
             if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
@@ -467,21 +467,57 @@ def _add_sums(state: ResumeState, sums: EpochSums) -> None:
     state.step_in_epoch = 0 if sums.stopped_at is None else sums.stopped_at
 
 
-def _val_accuracy(model: nn.Module, x_va: Tensor, val: Split, cfg: TrainConfig,
-                  pipeline: InputPipeline) -> float:
+# history.csv's validation columns besides val_accuracy (docs/results.md): the objective's
+# loss and the NLL of the held-out split, and, for a run with a frozen teacher (SD, Tf-KD_self),
+# the student's argmax agreement with it and KL(teacher || student) at the training temperature
+VALIDATION_COLUMNS = ("val_loss", "val_nll", "val_teacher_agreement", "val_teacher_kl")
+
+
+@torch.inference_mode()
+def _validation(model: nn.Module, objective: Objective, x_va: Tensor, val: Split,
+                cfg: TrainConfig, pipeline: InputPipeline) -> dict[str, float | None]:
+    """The epoch's validation scores from one eval-mode pass over the validation split.
+
+    ``val_accuracy`` (model selection, methods §2) is computed as it always was; the other
+    columns (:data:`VALIDATION_COLUMNS`) only read the same logits, the labels and the frozen
+    teacher's eval-mode logits, so they change no step, draw or checkpoint. None (an empty
+    cell) where a column does not apply: ``val_loss`` for an objective whose loss needs
+    training-time state (:meth:`Objective.held_out_loss`), the teacher columns without one.
+    """
     logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval)
-    return float((logits.argmax(1).numpy() == val.y).mean())
+    scores: dict[str, float | None] = {
+        "val_accuracy": float((logits.argmax(1).numpy() == val.y).mean())}
+    y = torch.as_tensor(val.y, dtype=torch.long)
+    z = logits.double()  # [n, K] float64, as the measure step's metrics
+    scores["val_nll"] = float(torch.nn.functional.cross_entropy(z, y))
+    teacher = objective.frozen_teacher()
+    teacher_logits = None if teacher is None else predict_logits(
+        teacher, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval)  # [n, K]
+    loss = objective.held_out_loss(logits, y, teacher_logits)
+    scores["val_loss"] = None if loss is None else float(loss)
+    scores["val_teacher_agreement"] = scores["val_teacher_kl"] = None
+    if teacher_logits is not None:
+        t = objective.distill_temperature()
+        zt = teacher_logits.double()
+        scores["val_teacher_agreement"] = float((zt.argmax(1) == z.argmax(1)).double().mean())
+        log_q = torch.log_softmax(zt / t, dim=1)
+        log_p = torch.log_softmax(z / t, dim=1)
+        scores["val_teacher_kl"] = float((log_q.exp() * (log_q - log_p)).sum(1).mean())
+    return scores
 
 
-def _history_row(state: ResumeState, lr: float, val_acc: float,
+def _history_row(state: ResumeState, lr: float, scores: dict[str, float | None],
                  clock: tuple[float, float, float, float]) -> dict[str, Any]:
-    """The epoch's ``history.csv`` row; ``clock``: (perf_counter and Unix time at the
-    epoch's start, seconds of its optimiser steps, Unix time at their end)."""
+    """The epoch's ``history.csv`` row; ``scores``: :func:`_validation`'s; ``clock``:
+    (perf_counter and Unix time at the epoch's start, seconds of its optimiser steps, Unix
+    time at their end)."""
     t0, t0_unix, train_seconds, t1_unix = clock
     return {"epoch": state.epoch, "lr": lr,
             "train_loss": state.sums["loss"] / state.sums["n"],
             "train_accuracy": state.sums["correct"] / state.sums["n"],
-            "val_accuracy": val_acc, "time_s": time.perf_counter() - t0,
+            "val_accuracy": scores["val_accuracy"],
+            **{k: scores[k] for k in VALIDATION_COLUMNS},
+            "time_s": time.perf_counter() - t0,
             "train_step_s": train_seconds,
             # wall-clock span of this epoch's optimiser steps (Unix seconds), from which
             # the run-log analysis measures the wall time outside training steps

@@ -82,10 +82,47 @@ def test_summarize_has_spec_columns():
     p, y = random_probs(n=100)
     row = metrics.summarize(p, y)
     assert set(row) == {"accuracy", "nll", "ece", "entropy", "cd_entropy_max",
-                        "cd_entropy_true", "cd_std_max", "cd_std_true"}
+                        "cd_entropy_true", "cd_std_max", "cd_std_true", "top5_accuracy"}
     assert all(np.isfinite(v) for v in row.values())
 
 
 def test_shape_errors_are_named():
     with pytest.raises(ValueError, match="probs"):
         metrics.accuracy(np.ones((3, 2)), np.ones(4, dtype=int))
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_top_k_accuracy_matches_torchmetrics(k):
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    p, y = random_probs(n=400, k=10, seed=k)
+    theirs = multiclass_accuracy(torch.tensor(p), torch.tensor(y), num_classes=10, top_k=k,
+                                 average="micro").item()
+    assert metrics.top_k_accuracy(p, y, k) == pytest.approx(theirs, abs=1e-6)  # theirs: float32
+    if k == 1:
+        assert metrics.top_k_accuracy(p, y, 1) == metrics.accuracy(p, y)
+
+
+def test_top_k_accuracy_counts_the_rank_of_the_true_class():
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.2, 0.2, 0.6]])
+    y = np.array([2, 0, 1])  # ranks 3, 3, 2 (a tie with class 0 counts for the true class)
+    assert metrics.top_k_accuracy(p, y, 1) == 0.0
+    assert metrics.top_k_accuracy(p, y, 2) == pytest.approx(1 / 3)
+    assert metrics.top_k_accuracy(p, y, 3) == 1.0
+    assert metrics.top_k_accuracy(p, y, 5) == 1.0  # K <= k: every example
+    with pytest.raises(ValueError, match="k >= 1"):
+        metrics.top_k_accuracy(p, y, 0)
+
+
+def test_per_class_accuracy_matches_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    p, y = random_probs(n=300, k=6, seed=4)
+    y[y == 5] = 4  # class 5 has no examples
+    table = metrics.per_class_accuracy(p, y)
+    theirs = multiclass_accuracy(torch.tensor(p), torch.tensor(y), num_classes=6,
+                                 average="none").numpy()
+    assert np.allclose(table["accuracy"][:5], theirs[:5], atol=1e-7)
+    assert np.isnan(table["accuracy"][5]) and table["n"][5] == 0
+    assert table["n"].sum() == len(y)
+    assert table["correct"].sum() == int(round(metrics.accuracy(p, y) * len(y)))

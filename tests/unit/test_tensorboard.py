@@ -22,7 +22,8 @@ from selfdistill.train import TrainConfig
 from ..conftest import REPO
 
 torch.set_num_threads(1)
-CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_accuracy", "lr")  # the list
+# the list, then the validation columns an LS run has (no teacher columns)
+CURVE_COLUMNS = ("train_loss", "train_accuracy", "val_accuracy", "lr", "val_loss", "val_nll")
 CLOCK_COLUMNS = ("time_s", "train_step_s", "step_start_unix", "step_end_unix")
 needs_tensorboard = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
                                        reason='needs pip install -e ".[tensorboard]"')
