@@ -43,6 +43,10 @@ SENTENCES: list[tuple[str, str]] = [
     ("docs/results.md",
      r"\((?P<epochs>\d+) epochs × (?P<networks>\d+) grid networks = (?P<history_rows>[\d,]+)"
      r" rows in the\s+default, then (?P<epochs__2>\d+) for each matched network\)"),
+    ("docs/results.md",
+     r"\((?P<classes>\d+) classes × (?P<splits>\d+) splits × (?P<networks>\d+) grid networks"
+     r" =\s+(?P<per_class_rows>[\d,]+) rows in the default, then (?P<per_class_per_net>\d+)"
+     r" for each matched network\)"),
     ("docs/results.md", r"over the (?P<ece_bins>\d+) rows of one network and split"),
     ("docs/results.md", r"(?P<ece_bins>\d+) equal-width bins of the max probability"),
     ("docs/results.md", r"over `metrics\.cd_bins` \((?P<cd_bins>\d+)\) bins"),
@@ -101,7 +105,20 @@ def default_counts(config: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
         "num_samples": data["num_samples"], "train": pool - data["val_size"],
         "val": data["val_size"], "test": data["num_samples"] - pool,
         "sweep_points": lengths.pop() if len(lengths) == 1 else None, **sweeps}
+    classes = source_classes(data["source"])
+    counts.update(classes=classes, per_class_rows=networks * len(SPLITS) * classes,
+                  per_class_per_net=len(SPLITS) * classes)
     return {k: _as_numbers(v) for k, v in counts.items()}
+
+
+def source_classes(source: str) -> int:
+    """Classes of the default's source, from the generator itself (MNIST-1D: one per
+    template of the mnist1d package)."""
+    if source != "mnist1d":
+        pytest.fail(f"the doc-count check knows the class count of mnist1d only, not {source}")
+    from mnist1d.data import get_templates
+
+    return len(set(get_templates()["y"]))
 
 
 def _as_numbers(value: Any) -> tuple[float, ...]:
@@ -170,6 +187,7 @@ def test_counts_follow_the_grid_definition():
                                 ("docs/results.md", "metrics_rows"),
                                 ("docs/results.md", "history_rows"),
                                 ("docs/results.md", "reliability_rows"),
+                                ("docs/results.md", "per_class_rows"),
                                 ("methods §5", "seeds"), ("methods §5", "networks"),
                                 ("README.md", "seeds"), ("README.md", "networks"),
                                 ("config/README.md", "seeds")}),

@@ -224,3 +224,60 @@ def test_docs_name_every_registered_method():
 def test_method_list_check_sees_a_missing_name():
     assert _missing_methods("`ce` `sd` `ls` `er` `bs`") == ["tfkd_reg", "tfkd_self", "pskd",
                                                             "cskd", "zipf", "ols"]
+
+
+# --------------------------------------------------------------------------- CSV columns
+
+
+def documented_columns(markdown: str, heading: str) -> list[str]:
+    """The column names of the table under ``## `<heading>` `` in docs/results.md, in order:
+    each row's backticked names in its first cell; "`dataset` … `gen`" stands for the run
+    columns (selfdistill.measure.RUN_COLUMNS)."""
+    from selfdistill.measure import RUN_COLUMNS
+
+    start = markdown.index(f"## `{heading}`")
+    end = markdown.find("\n## ", start + 1)
+    names: list[str] = []
+    for line in markdown[start:end if end > 0 else None].splitlines():
+        if not line.startswith("| `"):
+            continue
+        cell = line.split("|")[1]
+        found = re.findall(r"`([^`]+)`", cell)
+        names += RUN_COLUMNS if "…" in cell else found
+    return names
+
+
+def test_results_doc_lists_every_csv_column_in_order(data_dir, tmp_path):
+    """docs/results.md's tables of metrics.csv, history.csv and per_class_accuracy.csv name
+    the columns the code writes, in their order: a column added to the code fails here
+    until it is documented (and one removed, until its row goes)."""
+    import csv
+
+    from selfdistill.measure import METRIC_COLUMNS, PER_CLASS_COLUMNS, RUN_COLUMNS, per_class_table
+    from selfdistill.run import RunSpec, train_run
+    from selfdistill.train import TrainConfig
+
+    doc = (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    out = tmp_path / "run"
+    train_run(RunSpec(dataset_dir=str(data_dir), arch="cnn1d", method="ce", param=None,
+                      seed=0, gen=0, out_dir=str(out), dataset="mnist1d", device="cpu",
+                      train=TrainConfig(epochs=1, milestones=(), seed=0)))
+    with open(out / "history.csv", newline="") as fh:
+        history = next(csv.reader(fh))
+    per_class_table([out / "preds.npz"], [{"dataset": "mnist1d", "arch": "cnn1d",
+                                           "method": "ce", "param": None, "seed": 0,
+                                           "gen": 0}], tmp_path / "pc.csv")
+    with open(tmp_path / "pc.csv", newline="") as fh:
+        per_class = next(csv.reader(fh))
+    assert per_class == RUN_COLUMNS + ["split"] + PER_CLASS_COLUMNS
+    for heading, written in (("results/metrics.csv", RUN_COLUMNS + ["split", "n"]
+                              + METRIC_COLUMNS),
+                             ("results/history.csv", history),
+                             ("results/per_class_accuracy.csv", per_class)):
+        assert documented_columns(doc, heading) == written, heading
+
+
+def test_column_reader_sees_a_missing_row():
+    doc = "## `x.csv`\n\n| column | meaning |\n|---|---|\n| `a`, `b` | two |\n| `c` | one |\n"
+    assert documented_columns(doc, "x.csv") == ["a", "b", "c"]
+    assert documented_columns(doc.replace("| `c` | one |\n", ""), "x.csv") == ["a", "b"]

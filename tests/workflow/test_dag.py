@@ -42,7 +42,8 @@ def _merge(base: dict, new: dict) -> None:
 
 def expected_counts(cfg: dict) -> Counter:
     runs = G.grid(cfg)
-    want = Counter(collect=1, prepare_dataset=len({r.dataset for r in runs}))
+    want = Counter(collect=1, per_class_accuracy=1,
+                   prepare_dataset=len({r.dataset for r in runs}))
     mode = cfg["execution"]["bundle"]
     if mode != "none":
         for exp in G.experiments(cfg):
