@@ -9,14 +9,17 @@ path), watch a results tree.
     python -m selfdistill progress results --watch 30
 
 Every recipe field (TrainConfig, methods §2), method option (selfdistill.methods, methods §3) and
-dataset-block key (selfdistill.sources) is a flag. ``--config FILE`` takes the blocks of
+dataset-block key (selfdistill.sources) is a flag. The train flags' types, bounds, choices and
+help come from the config schema (selfdistill/schemas/config.schema.yaml, the workflow's),
+which also says which block holds each; the method flags' from ``Method.schema_block``
+(methods §3). ``--config FILE`` takes the blocks of
 config/config.yaml that apply to one run or one dataset (train, methods, execution,
 datasets); flags given explicitly override the file, the file overrides the code defaults.
 
 Building the parser never imports torch, so ``--help`` is quick: the facts that live in
-modules importing torch (method option defaults, TrainConfig fields, MODELS,
-AUGMENTATIONS) are read from those modules' syntax trees (see "registries without torch");
-tests compare them with the imported objects.
+modules importing torch (method option defaults, TrainConfig and RunSpec fields, MODELS)
+are read from those modules' syntax trees (see "registries without torch"); tests compare
+them with the imported objects, and the schema's choices with the registries.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import dataclasses
 import functools
 import importlib
 import importlib.metadata
+import importlib.resources
 import importlib.util
 import logging
 import re
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
     from .run import RunSpec
     from .sources import Source
 
-__all__ = ["Field", "UsageError", "build_parser", "default_milestones", "main", "method_options",
+__all__ = ["CLI_ONLY", "Field", "UsageError", "build_parser", "default_milestones", "main", "method_options",
            "model_names", "package_version", "parse", "prepare_block", "run_spec",
            "train_fields"]
 
@@ -140,6 +144,16 @@ def train_fields() -> tuple[Field, ...]:
                      for f in dataclasses.fields(TrainConfig))
 
 
+def _field_names(module: str, name: str) -> tuple[str, ...]:
+    """The field names of dataclass ``selfdistill.<module>.<name>``, in declaration order."""
+    try:
+        return tuple(n.target.id for n in getattr(_top(module, name), "body", ())
+                     if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+    except _Unreadable:
+        cls = getattr(importlib.import_module(f"selfdistill.{module}"), name)
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
 def _names(module: str, name: str) -> tuple[str, ...]:
     """Keys of the dict (or items of the tuple) ``selfdistill.<module>.<name>``."""
     try:
@@ -171,80 +185,63 @@ def package_version() -> str:
         return __version__
 
 
-# --------------------------------------------------------------------------- keys and flags
+# --------------------------------------------------------------------------- the config schema
 
-# Where each TrainConfig field lives in config/config.yaml: the dataset block (augmentation)
-# or the execution block; every other field is the train block (methods §2 recipe).
-DATASET_FIELDS = ("augment", "augment_padding")
-EXECUTION_FIELDS = ("deterministic", "checkpoint_every", "channels_last", "precision",
-                    "compile", "eval_batch_size")
-_FIELD_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
-    "epochs": ("training epochs (methods §2)", {"low": 1}),
-    "milestones": ("epochs after which the lr is multiplied by gamma (methods §2)", {}),
-    "batch_size": ("mini-batch size, last partial batch kept (methods §2)", {"low": 1}),
-    "lr": ("SGD learning rate (methods §2)", {"low": 0, "open_low": True}),
-    "momentum": ("SGD momentum (methods §2)", {"low": 0, "high": 1, "open_high": True}),
-    "weight_decay": ("SGD weight decay (methods §2)", {"low": 0}),
-    "nesterov": ("Nesterov momentum (methods §2: off)", {}),
-    "gamma": ("lr factor at each milestone (methods §2)", {"low": 0, "open_low": True}),
-    "augment": ("training augmentation (methods §2; the workflow takes it from "
-                "datasets.<name>.augment)", {}),
-    "augment_padding": ("crop padding in pixels (methods §2)", {"low": 0}),
-    "eval_batch_size": ("batch size of evaluation passes", {"low": 1}),
-    "checkpoint_every": ("epochs between resume checkpoints", {"low": 1}),
-    "channels_last": ("channels_last memory format (2D models)", {}),
-    "precision": ("arithmetic on CUDA: fp32 (TF32 off), tf32 or bf16 autocast; plain fp32 "
-                  "on CPU (methods §2)", {}),
-    "compile": ("torch.compile the trained network", {}),
-    "deterministic": ("deterministic kernels (bit-identical on CPU)", {}),
-    "device": ("auto: CUDA when available, else CPU; or cpu, cuda, cuda:N", {}),
-    "threads": ("torch threads of this process", {"low": 1}),
-    "tensorboard": ("TensorBoard event files of the curves in OUT/tensorboard/ (needs "
-                    "pip install -e \".[tensorboard]\"; changes no number)", {}),
-}
+# The config schema (type, bounds, choices and description of every key) is package data,
+# so an installed package finds it; workflow/schemas/config.schema.yaml links to it and the
+# workflow checks configs against it. The flags of one run are built from its entries:
+# definitions/train (the train block), the keys of a datasets block that are TrainConfig
+# fields (augmentation), the execution block and resources.checkpoint_every.
+_SCHEMA_FILE = "schemas/config.schema.yaml"  # inside the package
 _WORKFLOW_ONLY = {"execution": ("bundle",)}  # config.yaml keys that apply to the workflow only
+_RUN_RESOURCES = ("checkpoint_every",)  # the resources keys that apply to one run
+# TrainConfig fields the workflow never sets (its default is the workflow's value), so the
+# schema has no key for them: flags of one run only, in --config's execution block, each
+# written as a schema entry would be.
+CLI_ONLY: dict[str, dict[str, Any]] = {
+    "eval_batch_size": {"type": "integer", "minimum": 1,
+                        "description": "batch size of the evaluation forwards"},
+}
+_KINDS = {"integer": "int", "number": "float", "boolean": "bool", "string": "text"}
 
 
-def _field_key(f: Field) -> Key:
-    """The typed check of TrainConfig field ``f`` (kind from its annotation, bounds above)."""
-    doc, bounds = _FIELD_DOCS.get(f.name, (f"TrainConfig.{f.name}", {}))
-    if f.name == "augment":
-        return Key("choice", doc, default=f.default, choices=_names("augment", "AUGMENTATIONS"))
-    if f.name == "precision":
-        return Key("choice", doc, default=f.default, choices=_names("train", "PRECISIONS"))
-    kind = {"int": "int", "float": "float", "bool": "bool"}.get(f.kind, "text")
-    return Key(kind, doc, default=f.default, **bounds)
+@functools.cache
+def _config_schema() -> dict[str, Any]:
+    """The config's JSON schema, read from the package (yaml imports no torch)."""
+    import yaml
+
+    text = importlib.resources.files(__package__).joinpath(_SCHEMA_FILE).read_text(
+        encoding="utf-8")
+    return yaml.safe_load(text)
 
 
-def _option_key(m: Method, option: str, default: Any) -> Key:
-    """The typed check of method option ``option``: the default's type, the registry's Range."""
-    allowed = m.ranges.get(option, Range())
-    doc = f"{m.label} {option} (methods §{m.section})"
-    if isinstance(default, bool):
-        return Key("bool", doc, default=default)
-    if allowed.choices or isinstance(default, str):
-        return Key("choice" if allowed.choices else "text", doc, default=default,
-                   choices=allowed.choices)
-    return Key("int" if isinstance(default, int) else "float", doc, default=default,
-               low=allowed.low, high=allowed.high, open_low=allowed.low_open,
-               open_high=allowed.high_open)
+def _block_entries(schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The schema entries of the settings one run may take, by the --config block that
+    holds them: train (methods §2 recipe), dataset (every datasets.<name> key), execution
+    (its keys but the workflow's, the run's resources keys, CLI_ONLY)."""
+    props = schema["properties"]
+    execution = {k: v for k, v in props["execution"]["properties"].items()
+                 if k not in _WORKFLOW_ONLY["execution"]}
+    execution.update({k: props["resources"]["properties"][k] for k in _RUN_RESOURCES})
+    return {"train": dict(schema["definitions"]["train"]["properties"]),
+            "dataset": dict(props["datasets"]["additionalProperties"]["properties"]),
+            "execution": {**execution, **CLI_ONLY}}
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _arg_type(key: Key) -> Callable[[str], Any]:
-    """argparse type from a Key check: the error names the flag (argparse adds it) and the fix."""
-
-    def convert(text: str) -> Any:
-        try:
-            return key.check(text)
-        except Invalid as err:
-            raise argparse.ArgumentTypeError(err.what) from None  # what says what to give
-
-    convert.__name__ = key.kind
-    return convert
+def _schema_key(name: str, spec: Mapping[str, Any], default: Any, doc: str) -> Key:
+    """The typed check of schema entry ``spec`` of key ``name``: its JSON type (an ``enum``
+    makes a choice), ``minimum``/``maximum`` inclusive and ``exclusiveMinimum``/
+    ``exclusiveMaximum`` open bounds; ``doc`` its description. A ``pattern`` is checked by
+    :class:`_Opt`, as Key has none."""
+    kind = "choice" if "enum" in spec else _KINDS.get(str(spec.get("type")))
+    if kind is None:
+        raise ValueError(f"config schema key {name}: type {spec.get('type')!r} has no flag; "
+                         f"give it one of {', '.join(_KINDS)} or an enum")
+    return Key(kind, doc, default=default,
+               low=spec.get("exclusiveMinimum", spec.get("minimum")),
+               high=spec.get("exclusiveMaximum", spec.get("maximum")),
+               open_low="exclusiveMinimum" in spec, open_high="exclusiveMaximum" in spec,
+               choices=tuple(spec.get("enum", ())))
 
 
 # --------------------------------------------------------------------------- milestones
@@ -270,51 +267,113 @@ class UsageError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class _Opt:
     """One setting: its key in its config block, its argparse dest, its typed check (of each
-    item when ``many``), and its default (shown in --help)."""
+    item when ``many``) and the schema's ``pattern`` of it, and its default (shown in --help)."""
 
     name: str
     dest: str
     key: Key
     default: Any
     many: bool = False
+    pattern: str | None = None
 
     @property
     def flag(self) -> str:
         return _flag(self.dest)
 
+    def check(self, value: Any) -> Any:
+        """One value (one item when ``many``) in its type, or :class:`Invalid`."""
+        checked = self.key.check(value)
+        if self.pattern is not None and not re.search(self.pattern, checked):
+            raise Invalid(f"{value!r} does not match {self.pattern}",
+                          f"write a value that does ({self.key.doc})")
+        return checked
 
-_RUN_EXECUTION = (Field("device", "str", "auto"), Field("threads", "int", 1),
-                  Field("tensorboard", "bool", False))
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _arg_type(opt: _Opt) -> Callable[[str], Any]:
+    """argparse type from a setting's check: the error names the flag (argparse adds it)
+    and the fix."""
+
+    def convert(text: str) -> Any:
+        try:
+            return opt.check(text)
+        except Invalid as err:
+            raise argparse.ArgumentTypeError(err.what) from None  # what says what to give
+
+    convert.__name__ = opt.key.kind
+    return convert
+
+
 _CLI_DEFAULTS = {"epochs": 150, "milestones": None}  # methods §2; None: default_milestones(E)
 
 
-def _field_opt(f: Field) -> _Opt:
-    default = _CLI_DEFAULTS.get(f.name, f.default)
-    if f.kind.startswith("tuple[int"):
-        doc = _FIELD_DOCS.get(f.name, (f"TrainConfig.{f.name}", {}))[0]
-        return _Opt(f.name, f.name, Key("int", doc, default=None, low=1), default, many=True)
-    return _Opt(f.name, f.name, _field_key(f), default)
+def _schema_opt(name: str, spec: Mapping[str, Any], default: Any, dest: str) -> _Opt:
+    """The setting of schema entry ``spec``; an array is a flag of many items."""
+    doc = " ".join(str(spec.get("description", name)).split())
+    many = spec.get("type") == "array"
+    item = spec["items"] if many else spec
+    return _Opt(name, dest, _schema_key(name, item, None if many else default, doc), default,
+                many=many, pattern=item.get("pattern"))
+
+
+def _homes(fields: Mapping[str, Field], entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """ValueError unless every TrainConfig field has one block, every train key is a field
+    and every other execution key is a RunSpec field with a schema default (else the schema
+    and the dataclasses drifted apart)."""
+    run_fields = _field_names("run", "RunSpec")
+    homes: dict[str, list[str]] = {}
+    for block, keys in entries.items():
+        for name in keys:
+            homes.setdefault(name, []).append(block)
+    problems = [f"TrainConfig.{n}: no key in the config schema ({_SCHEMA_FILE}) nor in "
+                f"cli.CLI_ONLY; add it to one" for n in fields if n not in homes]
+    problems += [f"{n}: a key of blocks {' and '.join(b)}; keep it in one"
+                 for n, b in homes.items() if len(b) > 1]
+    problems += [f"train.{n}: not a TrainConfig field; add the field or remove the key"
+                 for n in entries["train"] if n not in fields]
+    problems += [f"execution.{n}: neither a TrainConfig nor a RunSpec field; add it to one or "
+                 f"to cli._WORKFLOW_ONLY" for n in entries["execution"]
+                 if n not in fields and n not in run_fields]
+    problems += [f"execution.{n}: a RunSpec field without a schema default; give it one"
+                 for n, spec in entries["execution"].items()
+                 if n not in fields and n in run_fields and "default" not in spec]
+    if problems:
+        raise ValueError("the config schema and selfdistill.train.TrainConfig disagree:\n  "
+                         + "\n  ".join(problems))
 
 
 def recipe_opts() -> dict[str, tuple[_Opt, ...]]:
-    """TrainConfig's fields (but the seed) and the run's device and threads, by the
-    config/config.yaml block that holds them: train (methods §2 recipe), dataset, execution."""
-    fields = [f for f in train_fields() if f.name != "seed"]
-    in_train = [f for f in fields if f.name not in (*DATASET_FIELDS, *EXECUTION_FIELDS)]
-    return {"train": tuple(map(_field_opt, in_train)),
-            "dataset": tuple(_field_opt(f) for f in fields if f.name in DATASET_FIELDS),
-            "execution": tuple(_field_opt(f) for f in (*_RUN_EXECUTION, *fields)
-                               if f in _RUN_EXECUTION or f.name in EXECUTION_FIELDS)}
+    """TrainConfig's fields (but the seed) and the run's own execution settings (device,
+    threads, ...), by the --config block that the config schema puts them in: train
+    (methods §2 recipe), dataset, execution. Defaults: TrainConfig's (the CLI's for epochs
+    and milestones), else the schema's. ValueError when schema and TrainConfig disagree."""
+    fields = {f.name: f for f in train_fields() if f.name != "seed"}
+    entries = _block_entries(_config_schema())
+    entries["dataset"] = {k: v for k, v in entries["dataset"].items() if k in fields}
+    _homes(fields, entries)
+    opts = {}
+    for block, keys in entries.items():  # the run's own settings, then the fields in order
+        names = [*(n for n in keys if n not in fields), *(n for n in fields if n in keys)]
+        opts[block] = tuple(
+            _schema_opt(n, keys[n], _CLI_DEFAULTS.get(n, fields[n].default) if n in fields
+                        else keys[n]["default"], n) for n in names)
+    return opts
 
 
 def method_opts(m: Method) -> tuple[_Opt, ...]:
-    """Method ``m``'s options (its block ``methods.<name>``) as flags ``--<name>-<option>``."""
-    return tuple(_Opt(option, f"{m.name}_{option}", _option_key(m, option, default), default)
-                 for option, default in method_options(m).items())
+    """Method ``m``'s options (its block ``methods.<name>``) as flags ``--<name>-<option>``,
+    each checked by ``m.schema_block`` (the workflow's schema of the block)."""
+    defaults = method_options(m)
+    entries = m.schema_block(defaults)["properties"]
+    return tuple(_schema_opt(option, spec, defaults[option], f"{m.name}_{option}")
+                 for option, spec in entries.items())
 
 
 def _add_opt(group: Any, opt: _Opt) -> None:
-    """One flag checked by ``opt.key``. Its default is shown, not set (the subparser's
+    """One flag checked by ``opt.check``. Its default is shown, not set (the subparser's
     defaults are SUPPRESS): the namespace holds only explicit flags, which override --config."""
     key = opt.key
     shown = ("round(E/3) and round(2E/3) without 0, E and repeats (methods §2; see "
@@ -327,7 +386,7 @@ def _add_opt(group: Any, opt: _Opt) -> None:
     elif key.kind == "choice":
         group.add_argument(opt.flag, dest=opt.dest, choices=key.choices, help=help_text)
     else:
-        group.add_argument(opt.flag, dest=opt.dest, type=_arg_type(key), help=help_text,
+        group.add_argument(opt.flag, dest=opt.dest, type=_arg_type(opt), help=help_text,
                            nargs="*" if opt.many else None,
                            metavar="EPOCH" if opt.many else key.kind.upper())
 
@@ -338,7 +397,7 @@ def _check_value(opt: _Opt, value: Any, where: str) -> Any:
         raise UsageError(f"{where}: expected a list such as [4, 8], got {value!r}; write "
                          f"{opt.name}: [...] ({opt.key.doc})")
     try:
-        return [opt.key.check(v) for v in value] if opt.many else opt.key.check(value)
+        return [opt.check(v) for v in value] if opt.many else opt.check(value)
     except Invalid as err:
         raise UsageError(f"{where}: {err.what}; {err.fix}") from None
 
@@ -400,10 +459,10 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
     blocks = {b: _mapping(cfg.get(b), f"{path}: {b}") for b in BLOCKS}
     # resources: scheduling; of it only the checkpoint cadence applies to one run
     for key, value in _mapping(cfg.get("resources"), f"{path}: resources").items():
-        if key != "checkpoint_every":
+        if key not in _RUN_RESOURCES:
             raise UsageError(f"{path}: resources.{key}: applies to the workflow only (what a "
                              f"job asks of the scheduler), not to one run; remove it")
-        blocks["execution"].setdefault("checkpoint_every", value)
+        blocks["execution"].setdefault(key, value)
     opts = recipe_opts()
     _unknown(f"{path}: train.", blocks["train"], [o.name for o in opts["train"]], "train")
     for key in _WORKFLOW_ONLY["execution"]:
@@ -582,14 +641,13 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
     options, _ = _resolve(method_opts(m), cfg["methods"].get(m.name, {}),
                           f"{prefix}methods.{m.name}", args)
     milestones = _milestones(values, origin)
-    device, threads = values.pop("device"), values.pop("threads")
-    tensorboard = values.pop("tensorboard")
+    fields = {f.name for f in train_fields()}
+    own = {k: values.pop(k) for k in list(values) if k not in fields}  # device, threads, ...
     train = TrainConfig(seed=getattr(args, "seed", 0), milestones=milestones, **values)
     return RunSpec(dataset_dir=args.data, arch=args.arch, method=m.name,
                    param=getattr(args, "param", None), seed=train.seed,
                    gen=getattr(args, "gen", 0), out_dir=args.out, train=train, options=options,
-                   teacher=getattr(args, "teacher", None), device=device, threads=threads,
-                   tensorboard=tensorboard,
+                   teacher=getattr(args, "teacher", None), **own,
                    config={"cli": vars(args), "config_file": cfg if prefix else None})
 
 

@@ -128,13 +128,16 @@ class Method:
                      if p.default is p.empty and p.name != self.swept
                      and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
 
-    def schema_block(self) -> dict[str, Any]:
-        """The JSON schema of the block ``methods.<name>``, derived from :meth:`options` and
+    def schema_block(self, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON schema of the block ``methods.<name>``, derived from ``defaults`` (the
+        options and their defaults; None: :meth:`options`, which imports torch) and
         ``ranges``: each option typed by its default (boolean, string with its choices, or
         number within its Range). No defaults (the code holds them) and unknown keys allowed
-        here: :meth:`resolve` names them with the accepted ones."""
+        here: :meth:`resolve` names them with the accepted ones. The workflow checks configs
+        with it; the CLI builds its ``--<name>-<option>`` flags from it, passing the
+        torch-free read of the defaults (selfdistill.cli.method_options)."""
         props: dict[str, Any] = {}
-        for option, default in self.options().items():
+        for option, default in (self.options() if defaults is None else defaults).items():
             allowed = self.ranges.get(option, Range())
             if isinstance(default, bool):
                 spec: dict[str, Any] = {"type": "boolean"}
@@ -147,8 +150,10 @@ class Method:
                     spec["exclusiveMinimum" if allowed.low_open else "minimum"] = allowed.low
                 if allowed.high is not None:
                     spec["exclusiveMaximum" if allowed.high_open else "maximum"] = allowed.high
-            props[option] = {**spec, "description": f"methods §{self.section} {self.label} "
-                                                    f"{option}, allowed {allowed}"}
+            # the bounds and choices are the keywords above, not repeated in words (the
+            # CLI's help and the workflow's messages spell them out from those)
+            props[option] = {**spec, "description": f"{self.label} {option} "
+                                                    f"(methods §{self.section})"}
         return {"type": ["object", "null"], "description": f"methods §{self.section}",
                 "properties": props}
 

@@ -1,6 +1,7 @@
 # Validation, the grid, wildcard constraints, path patterns and input functions: every
 # Python helper of the workflow lives here; the other .smk files hold rules only.
 import difflib
+import importlib.resources
 import os
 import re
 import sys
@@ -37,7 +38,9 @@ STARTED = time.time()  # temporary files older than this are orphans of killed w
 # breaches one line each, naming the key; Snakemake's validate then fills the defaults),
 # then the cross-key checks (every dataset block used, dataset/arch fit, compare points).
 SCHEMA = "workflow/schemas/config.schema.yaml"  # in the repository; errors name it
-_SCHEMA_FILE = _RULES.join("../schemas/config.schema.yaml")
+# That file links to the package's copy (package data, so the installed CLI builds its flags
+# from it): read from the imported package, as a github(...) module would fetch the link.
+_SCHEMA_FILE = str(importlib.resources.files("selfdistill") / "schemas" / "config.schema.yaml")
 
 
 def schema_problems(config, schema):
@@ -71,8 +74,7 @@ def schema_problems(config, schema):
     return sorted(lines)
 
 
-with workflow.sourcecache.open(_SCHEMA_FILE) as _f:
-    _SCHEMA = yaml.safe_load(_f)
+_SCHEMA = yaml.safe_load(Path(_SCHEMA_FILE).read_text(encoding="utf-8"))
 # each methods.<name> block's schema comes from the method registry (Method.schema_block)
 _SCHEMA["properties"]["methods"]["properties"] = G.method_schemas()
 G.coerce_config(config, _SCHEMA)
@@ -110,7 +112,7 @@ _PROBLEMS = [
 ]
 if _PROBLEMS:
     raise ValueError(f"the config does not fit {SCHEMA}:\n  " + "\n  ".join(_PROBLEMS))
-validate(config, schema="../schemas/config.schema.yaml")  # relative to this file
+validate(config, schema=_SCHEMA_FILE)
 G.validate_config(config)
 
 # A killed run leaves Snakemake's lock behind: remove it here when provably stale (its
