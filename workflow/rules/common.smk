@@ -433,6 +433,15 @@ def matched_history_files(wildcards=None):
     return [f"{G.matched_dir(r)}/history.csv" for r in all_matched_runs()]
 
 
+PER_CLASS = "results/per_class_accuracy.csv"  # rule per_class_accuracy (measure.smk)
+
+
+def per_class_input(wildcards=None):
+    """Every network's (grid and matched) preds.npz and the run.json naming it."""
+    runs = [G.run_dir(r) for r in RUNS] + [G.matched_dir(r) for r in all_matched_runs()]
+    return {"preds": [f"{d}/preds.npz" for d in runs], "runs": [f"{d}/run.json" for d in runs]}
+
+
 def download_input(wildcards):
     """Archives the prepare_dataset job of a dataset needs ([] for embedded sources)."""
     source = config["datasets"][wildcards.dataset]["source"]

@@ -74,15 +74,7 @@ rule collect:
 
 
 # Per-class top-1 accuracy of every network (grid and matched runs), straight from the
-# predictions: one numpy job after training (docs/results.md, results/per_class_accuracy.csv).
-PER_CLASS = "results/per_class_accuracy.csv"
-
-
-def per_class_input(wildcards=None):
-    runs = [G.run_dir(r) for r in RUNS] + [G.matched_dir(r) for r in all_matched_runs()]
-    return {"preds": [f"{d}/preds.npz" for d in runs], "runs": [f"{d}/run.json" for d in runs]}
-
-
+# predictions: one numpy job after training (docs/results.md).
 rule per_class_accuracy:
     input:
         unpack(per_class_input),
