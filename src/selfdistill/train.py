@@ -487,12 +487,15 @@ def _validation(model: nn.Module, objective: Objective, x_va: Tensor, val: Split
     logits = predict_logits(model, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval)
     scores: dict[str, float | None] = {
         "val_accuracy": float((logits.argmax(1).numpy() == val.y).mean())}
-    y = torch.as_tensor(val.y, dtype=torch.long)
+    # on the training device, as the objective's own tensors (one copy per epoch, not per step)
+    device = x_va.device
+    logits = logits.to(device)
+    y = host_to_device(torch.as_tensor(val.y, dtype=torch.long), device)  # [n]
     z = logits.double()  # [n, K] float64, as the measure step's metrics
     scores["val_nll"] = float(torch.nn.functional.cross_entropy(z, y))
     teacher = objective.frozen_teacher()
     teacher_logits = None if teacher is None else predict_logits(
-        teacher, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval)  # [n, K]
+        teacher, x_va, cfg.eval_batch_size, cfg.channels_last, pipeline.eval).to(device)
     loss = objective.held_out_loss(logits, y, teacher_logits)
     scores["val_loss"] = None if loss is None else float(loss)
     scores["val_teacher_agreement"] = scores["val_teacher_kl"] = None

@@ -153,8 +153,12 @@ def test_sd_teacher_eval_mode_same_augmented_batch(data_dir):
     train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
     fit(student, objective, train, val, cfg, torch.device("cpu"))
     train_calls = [c for c in student.calls if c[1]]
-    assert len(teacher.calls) == len(train_calls) == 4  # 400 examples / 128, last kept
-    for (tx, t_training, t_grad), (sx, _, _) in zip(teacher.calls, train_calls, strict=True):
+    # after the epoch, one eval-mode pass over the validation split (history's
+    # val_teacher_agreement and val_teacher_kl, docs/results.md)
+    *step_calls, (vx, v_training, v_grad) = teacher.calls
+    assert torch.equal(vx, torch.as_tensor(val.x)) and not v_training and not v_grad
+    assert len(step_calls) == len(train_calls) == 4  # 400 examples / 128, last kept
+    for (tx, t_training, t_grad), (sx, _, _) in zip(step_calls, train_calls, strict=True):
         assert not t_training and not t_grad
         assert torch.equal(tx, sx)  # the same augmented batch
     raw = torch.as_tensor(train.x)
@@ -278,7 +282,10 @@ def _sd_fit(data_dir, augment, cached):
     cfg = TrainConfig(epochs=3, milestones=(2,), seed=0, augment=augment)
     result = fit(model, obj, train, val, cfg, torch.device("cpu"), pipeline=pipe)
     weights = torch.cat([p.detach().flatten() for p in result.model.parameters()])
-    return result.history, weights, counting.seen, obj.table, len(train.y)
+    # the teacher's examples, less its validation pass after each epoch (history's teacher
+    # columns): what training itself ran it on
+    seen = counting.seen - cfg.epochs * len(val.y)
+    return result.history, weights, seen, obj.table, len(train.y)
 
 
 def test_sd_teacher_logits_cached_without_augmentation_change_nothing(data_dir):
